@@ -1,0 +1,165 @@
+#!/usr/bin/env node
+/**
+ * The ferry command. Every command and option is declared here; handlers
+ * only check their input and call the library. This is the one place that
+ * exits the process: errors carry their exit code up to main().
+ */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { DEFAULT_TIMEOUT_MS } from './connection.js';
+import { Output } from './output.js';
+import { FerryError, toFerryError } from './protocol/errors.js';
+import { DEFAULT_PORT, receive } from './receiver/index.js';
+import { send } from './sender/index.js';
+
+interface CommonArgs {
+  json: boolean;
+  quiet: boolean;
+  timeout: number;
+}
+
+function outputFor(args: CommonArgs): Output {
+  return new Output({
+    json: args.json,
+    quiet: args.quiet,
+    bars: !args.json && !args.quiet && process.stderr.isTTY === true,
+  });
+}
+
+/** SIGINT and SIGTERM abort the transfer cleanly (the peer is told); a second one exits at once. */
+function signalController(): AbortController {
+  const controller = new AbortController();
+  const on = (signal: 'SIGINT' | 'SIGTERM'): void => {
+    process.on(signal, () => {
+      if (controller.signal.aborted) process.exit(signal === 'SIGINT' ? 130 : 143);
+      controller.abort(new FerryError(signal === 'SIGINT' ? 'ERR_SIGINT' : 'ERR_SIGTERM', `interrupted by ${signal}`));
+    });
+  };
+  on('SIGINT');
+  on('SIGTERM');
+  return controller;
+}
+
+function timeoutMs(seconds: number): number {
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new FerryError('ERR_USAGE', `--timeout must be a positive number of seconds, not ${seconds}`);
+  return Math.round(seconds * 1000);
+}
+
+/** Parses HOST, HOST:PORT, [IPV6]:PORT or a bare IPv6 address. */
+export function parseTarget(to: string): { host: string; port: number } {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(to);
+  let host: string;
+  let port: string | undefined;
+  if (bracketed) {
+    host = bracketed[1]!;
+    port = bracketed[2];
+  } else if ((to.match(/:/g) ?? []).length > 1) {
+    host = to; // a bare IPv6 address, no port
+  } else {
+    const colon = to.lastIndexOf(':');
+    host = colon === -1 ? to : to.slice(0, colon);
+    port = colon === -1 ? undefined : to.slice(colon + 1);
+  }
+  if (host === '') throw new FerryError('ERR_USAGE', `--to ${to}: no host`);
+  return { host, port: port === undefined ? DEFAULT_PORT : parsePort(port, `--to ${to}`) };
+}
+
+function parsePort(value: string | number, what: string): number {
+  const n = typeof value === 'number' ? value : /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new FerryError('ERR_USAGE', `${what}: port must be 0 to 65535`);
+  return n;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let exitCode = 0;
+  await yargs(argv)
+    .scriptName('ferry')
+    .usage('$0 <command>\n\nFast, verified file transfer: `ferry receive` on one host, `ferry send FILE --to HOST` on the other.')
+    .option('json', { type: 'boolean', default: false, describe: 'newline-delimited JSON events on stdout' })
+    .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'no progress bar, no summary lines (errors still print)' })
+    .option('timeout', { type: 'number', default: DEFAULT_TIMEOUT_MS / 1000, describe: 'seconds to wait for a silent peer' })
+    .command(
+      'receive',
+      'listen for senders and save their files, each verified',
+      (y) =>
+        y
+          .option('dir', { alias: 'd', type: 'string', default: '.', describe: 'folder to save into (must exist)' })
+          .option('host', { type: 'string', describe: 'address to listen on (default: all interfaces, IPv6 and IPv4)' })
+          .option('port', { alias: 'p', type: 'number', default: DEFAULT_PORT, describe: 'port to listen on; 0 lets the OS choose' })
+          .option('once', { type: 'boolean', default: false, describe: "exit after the first sender's transfer, with its exit code" })
+          .option('overwrite', { type: 'boolean', default: false, describe: 'replace existing files (default: refuse them)' })
+          .option('max-size', { type: 'number', describe: 'refuse files larger than this many bytes' })
+          .option('fsync', { type: 'boolean', default: true, describe: 'flush each file to disk before naming it (--no-fsync to skip)' }),
+      async (args) => {
+        const output = outputFor(args);
+        const controller = signalController();
+        if (args['max-size'] !== undefined && !(args['max-size'] >= 0)) throw new FerryError('ERR_USAGE', '--max-size must be a number of bytes');
+        const receiver = await receive({
+          dir: args.dir,
+          ...(args.host === undefined ? {} : { host: args.host }),
+          port: parsePort(args.port, '--port'),
+          once: args.once,
+          overwrite: args.overwrite,
+          timeoutMs: timeoutMs(args.timeout),
+          ...(args['max-size'] === undefined ? {} : { maxSize: args['max-size'] }),
+          fsync: args.fsync,
+          onEvent: output.handle,
+          signal: controller.signal,
+        });
+        exitCode = await receiver.done;
+        output.stop();
+      },
+    )
+    .command(
+      'send <files..>',
+      'send files to a receiver',
+      (y) =>
+        y
+          .positional('files', { type: 'string', array: true, demandOption: true, describe: 'files to send' })
+          .option('to', { alias: 't', type: 'string', demandOption: true, describe: 'receiver as HOST[:PORT] ([IPV6]:PORT), port 7878 by default' })
+          .option('hash', { type: 'string', choices: ['blake3', 'sha256'], describe: 'hash algorithm (default: the fastest both sides know)' })
+          .option('chunk-size', { type: 'number', describe: 'bytes per data frame (default 1 MiB)' }),
+      async (args) => {
+        const output = outputFor(args);
+        const controller = signalController();
+        const target = parseTarget(args.to);
+        if (target.port === 0) throw new FerryError('ERR_USAGE', `--to ${args.to}: port 0 cannot be dialled`);
+        const summary = await send({
+          files: args.files,
+          ...target,
+          timeoutMs: timeoutMs(args.timeout),
+          ...(args.hash === undefined ? {} : { hash: args.hash }),
+          ...(args['chunk-size'] === undefined ? {} : { chunkSize: args['chunk-size'] }),
+          onEvent: output.handle,
+          signal: controller.signal,
+        });
+        output.stop();
+        exitCode = summary.exitCode;
+      },
+    )
+    .demandCommand(1, 'name a command: receive or send')
+    .strict()
+    .help()
+    .version()
+    .wrap(Math.min(100, process.stdout.columns || 100))
+    .fail((message, err) => {
+      throw err instanceof FerryError ? err : new FerryError('ERR_USAGE', message || (err ? err.message : 'bad usage'));
+    })
+    .parseAsync();
+  return exitCode;
+}
+
+main(hideBin(process.argv)).then(
+  (code) => process.exit(code),
+  (caught: unknown) => {
+    const err = toFerryError(caught);
+    const json = process.argv.includes('--json');
+    if (json) {
+      process.stdout.write(`${JSON.stringify({ event: 'error', code: err.code, message: err.message, exitCode: err.exitCode })}\n`);
+    }
+    process.stderr.write(`ferry: ${err.message}\n`);
+    if (err.code === 'ERR_USAGE') process.stderr.write('ferry: try `ferry --help`\n');
+    if (process.env.FERRY_DEBUG === '1') process.stderr.write(`${(err.cause as Error | undefined)?.stack ?? err.stack}\n`);
+    process.exit(err.exitCode);
+  },
+);

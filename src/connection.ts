@@ -1,0 +1,289 @@
+/**
+ * Joins a socket to the codec: frames out, frames in, an idle deadline, and
+ * input flow control. Both the sender and the receiver drive one of these.
+ *
+ * Control frames are read one at a time with next(): decoding pauses after
+ * each one until it is asked for, so a peer cannot queue up work. DATA
+ * payloads go to the `onData` handler as they arrive. An ABORT from the peer,
+ * a protocol violation, the idle deadline or the socket closing fail the
+ * connection: every pending and later wait rejects with that error.
+ */
+import type { Socket } from 'node:net';
+import { FrameType } from './protocol/constants.js';
+import { FrameDecoder } from './protocol/decoder.js';
+import { FerryError, toFerryError, type ErrorCode } from './protocol/errors.js';
+import { encodeAbort, type ControlFrame } from './protocol/messages.js';
+
+export type DataHandler = (piece: Buffer) => void;
+
+/** Why input is paused; reading resumes when no reason is left. */
+type PauseReason = 'frame' | 'sink' | 'busy';
+
+/** Default for every wait on the peer, both sides (--timeout). */
+export const DEFAULT_TIMEOUT_MS = 30_000;
+
+/** How long an ABORT may take to flush before the socket is destroyed anyway. */
+const ABORT_GRACE_MS = 2000;
+
+export class Connection {
+  readonly socket: Socket;
+  readonly peer: string;
+  private readonly decoder: FrameDecoder;
+  private readonly timeoutMs: number;
+  private readonly watchdog: NodeJS.Timeout;
+  private pending: ControlFrame | null = null;
+  private waiter: { resolve(frame: ControlFrame): void; reject(err: FerryError): void } | null = null;
+  private readonly pauses = new Set<PauseReason>();
+  private drainWaiters: Array<{ resolve(): void; reject(err: FerryError): void }> = [];
+  private failure: FerryError | null = null;
+  private dataHandler: DataHandler | null = null;
+  /** Set while this side, not the peer, is what everyone waits for (disk, hashing). */
+  private localWork = 0;
+  /** The peer sent FIN; acted on once the decoder has delivered what it holds. */
+  private inputEnded = false;
+  /** Resolves when the socket has closed, whatever the reason. */
+  readonly closed: Promise<void>;
+  /** Rejects with the connection's error once it fails; never resolves. For races. */
+  readonly failed: Promise<never>;
+  private rejectFailed!: (err: FerryError) => void;
+
+  constructor(socket: Socket, timeoutMs: number) {
+    this.socket = socket;
+    this.timeoutMs = timeoutMs;
+    this.peer = formatPeer(socket.remoteAddress, socket.remotePort);
+    this.decoder = new FrameDecoder({
+      onFrame: (frame) => this.onFrame(frame),
+      onData: (piece) => this.onData(piece),
+    });
+    this.watchdog = setTimeout(() => this.onIdle(), timeoutMs);
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
+    this.failed.catch(() => {});
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.watchdog.refresh();
+      try {
+        this.decoder.push(chunk);
+      } catch (err) {
+        this.protocolFailure(toFerryError(err));
+      }
+    });
+    socket.on('end', () => {
+      this.inputEnded = true;
+      this.checkEnd();
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      this.fail(new FerryError('ERR_CONNECTION_LOST', `connection to ${this.peer} lost: ${err.code ?? err.message}`, { cause: err }));
+    });
+    socket.on('close', () => {
+      clearTimeout(this.watchdog);
+      this.fail(new FerryError('ERR_CONNECTION_LOST', `connection to ${this.peer} closed`));
+    });
+    socket.on('drain', () => this.settleDrains());
+  }
+
+  /** The error that ended this connection, if any. */
+  get error(): FerryError | null {
+    return this.failure;
+  }
+
+  /** Sends bytes; resolves at once, or when the socket has room again. Rejects if the connection failed. */
+  write(bytes: Buffer): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.socket.write(bytes)) return Promise.resolve();
+    return this.drained();
+  }
+
+  /** Like write(), but `done` runs once the socket no longer needs `bytes` (so the buffer may be reused). */
+  writeThen(bytes: Buffer, done: () => void): boolean {
+    if (this.failure) throw this.failure;
+    return this.socket.write(bytes, () => {
+      this.watchdog.refresh();
+      done();
+    });
+  }
+
+  /** Waits for 'drain'. */
+  drained(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (!this.socket.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve, reject) => this.drainWaiters.push({ resolve, reject }));
+  }
+
+  /** The next control frame. An ABORT from the peer rejects with the peer's code. */
+  next(): Promise<ControlFrame> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.waiter) throw new Error('next() called twice');
+    const frame = this.pending;
+    if (frame) {
+      this.pending = null;
+      this.unpause('frame');
+      return Promise.resolve(frame);
+    }
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+      this.unpause('frame');
+    });
+  }
+
+  /** next(), checked against the frame types the current state allows. */
+  async expect<T extends ControlFrame['type']>(
+    allowed: readonly T[],
+    state: string,
+  ): Promise<Extract<ControlFrame, { type: T }>> {
+    const frame = await this.next();
+    if (!(allowed as readonly number[]).includes(frame.type)) {
+      throw this.protocolFailure(new FerryError('ERR_UNEXPECTED_FRAME', `unexpected frame 0x${frame.type.toString(16)} in state ${state}`));
+    }
+    return frame as Extract<ControlFrame, { type: T }>;
+  }
+
+  /** Where DATA payloads go; null makes any DATA frame a protocol error. */
+  setDataHandler(handler: DataHandler | null): void {
+    this.dataHandler = handler;
+  }
+
+  /** Input flow control for the data sink (backpressure to the peer through TCP). */
+  pauseData(): void {
+    this.pause('sink');
+  }
+
+  resumeData(): void {
+    this.unpause('sink');
+  }
+
+  /**
+   * Runs local work (disk, hashing) during which the peer legitimately waits
+   * for us: the idle deadline does not count it against the peer.
+   */
+  async local<T>(work: () => Promise<T>): Promise<T> {
+    this.localWork++;
+    try {
+      return await work();
+    } finally {
+      this.localWork--;
+      this.watchdog.refresh();
+    }
+  }
+
+  /** Tells the peer why we stop (best effort), then closes. Idempotent. */
+  abort(err: FerryError): void {
+    this.fail(err);
+    if (this.socket.destroyed || this.socket.writableEnded) return;
+    this.socket.write(encodeAbort(err.code, err.message));
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), ABORT_GRACE_MS).unref();
+  }
+
+  /** Closes after everything written has been flushed. */
+  end(): Promise<void> {
+    clearTimeout(this.watchdog);
+    if (!this.socket.destroyed) this.socket.end();
+    setTimeout(() => this.socket.destroy(), ABORT_GRACE_MS).unref();
+    return this.closed;
+  }
+
+  destroy(): void {
+    clearTimeout(this.watchdog);
+    this.socket.destroy();
+  }
+
+  private onFrame(frame: ControlFrame): void {
+    if (frame.type === FrameType.Abort) {
+      this.fail(new FerryError(frame.code, `${this.peer} aborted: ${frame.message || frame.code}`, { remote: true }));
+      this.socket.end();
+      return;
+    }
+    // One control frame at a time: stop decoding until it is consumed.
+    this.pause('frame');
+    const waiter = this.waiter;
+    if (waiter) {
+      this.waiter = null;
+      waiter.resolve(frame);
+    } else {
+      this.pending = frame;
+    }
+  }
+
+  private onData(piece: Buffer): void {
+    if (!this.dataHandler) {
+      throw new FerryError('ERR_UNEXPECTED_FRAME', 'DATA frame outside a transfer');
+    }
+    this.dataHandler(piece);
+  }
+
+  private onIdle(): void {
+    if (this.failure) return;
+    if (this.localWork > 0 || this.pauses.has('sink')) {
+      this.watchdog.refresh();
+      return;
+    }
+    this.abort(new FerryError('ERR_TIMEOUT', `no word from ${this.peer} for ${this.timeoutMs / 1000} s`));
+  }
+
+  /** A violation by the peer: tell it, close, and return the error for throwing. */
+  private protocolFailure(err: FerryError): FerryError {
+    this.abort(err);
+    return err;
+  }
+
+  private fail(err: FerryError): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.rejectFailed(err);
+    clearTimeout(this.watchdog);
+    const waiter = this.waiter;
+    this.waiter = null;
+    waiter?.reject(err);
+    this.settleDrains();
+  }
+
+  private settleDrains(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) {
+      if (this.failure) w.reject(this.failure);
+      else w.resolve();
+    }
+  }
+
+  private pause(reason: PauseReason): void {
+    this.pauses.add(reason);
+    this.decoder.pause();
+    this.socket.pause();
+  }
+
+  private unpause(reason: PauseReason): void {
+    if (!this.pauses.delete(reason) || this.pauses.size > 0 || this.failure) return;
+    this.socket.resume();
+    try {
+      this.decoder.resume();
+    } catch (err) {
+      this.protocolFailure(toFerryError(err));
+      return;
+    }
+    this.checkEnd();
+  }
+
+  /** After the peer's FIN and once every buffered frame was delivered: a clean end, or a cut inside a frame. */
+  private checkEnd(): void {
+    if (!this.inputEnded || this.failure || this.decoder.isPaused) return;
+    try {
+      this.decoder.end();
+      this.fail(new FerryError('ERR_CONNECTION_LOST', `${this.peer} closed the connection`));
+    } catch (err) {
+      this.fail(toFerryError(err));
+    }
+  }
+}
+
+function formatPeer(address: string | undefined, port: number | undefined): string {
+  if (!address) return 'peer';
+  const host = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** For messages: the code's meaning in a few words. */
+export function describe(code: ErrorCode): string {
+  return code.replace(/^ERR_/, '').toLowerCase().replace(/_/g, ' ');
+}

@@ -1,0 +1,94 @@
+/**
+ * Events of a transfer, as the library hands them to `onEvent` and as
+ * `--json` prints them (one object per line). Adding a field is compatible;
+ * renaming or removing one is not.
+ */
+import type { ErrorCode } from './protocol/errors.js';
+
+export interface HashInfo {
+  /** 'blake3' or 'sha256'. */
+  algorithm: string;
+  /** Lower-case hex, as b3sum or sha256sum print it. */
+  digest: string;
+}
+
+export interface ListeningEvent {
+  event: 'listening';
+  host: string;
+  port: number;
+}
+
+/** A file begins to move (after the receiver accepted it). */
+export interface StartEvent {
+  event: 'start';
+  side: 'send' | 'receive';
+  name: string;
+  bytes: number;
+  peer: string;
+}
+
+/** Throttled: at most every 250 ms per file, plus one at 100%. */
+export interface ProgressEvent {
+  event: 'progress';
+  side: 'send' | 'receive';
+  name: string;
+  /** Bytes done so far (written to the socket, or to disk). */
+  done: number;
+  bytes: number;
+  peer: string;
+}
+
+export interface ReceivedEvent {
+  event: 'received';
+  name: string;
+  /** Where the file now is, as the receiver's --dir was given plus the name. */
+  path: string;
+  bytes: number;
+  hash: HashInfo;
+  seconds: number;
+  peer: string;
+}
+
+export interface SentEvent {
+  event: 'sent';
+  name: string;
+  bytes: number;
+  hash: HashInfo;
+  seconds: number;
+}
+
+export interface ErrorEvent {
+  event: 'error';
+  code: ErrorCode;
+  message: string;
+  /** The process exit code this error maps to. */
+  exitCode: number;
+  /** The file concerned, when there is one. */
+  name?: string;
+  /** Receiving side: which sender. */
+  peer?: string;
+}
+
+export type FerryEvent = ListeningEvent | StartEvent | ProgressEvent | ReceivedEvent | SentEvent | ErrorEvent;
+
+export type EventListener = (event: FerryEvent) => void;
+
+/** Minimum time between two progress events of one file. */
+export const PROGRESS_INTERVAL_MS = 250;
+
+/**
+ * Returns a function to call with the running byte count: it emits a
+ * progress event at most every PROGRESS_INTERVAL_MS, and always at 100%.
+ */
+export function progressReporter(
+  emit: EventListener,
+  base: Omit<ProgressEvent, 'event' | 'done'>,
+): (done: number) => void {
+  let last = 0;
+  return (done) => {
+    const now = performance.now();
+    if (done < base.bytes && now - last < PROGRESS_INTERVAL_MS) return;
+    last = now;
+    emit({ event: 'progress', ...base, done });
+  };
+}

@@ -1,0 +1,17 @@
+/**
+ * ferry as a library: the CLI is a thin layer over these.
+ *
+ * ```ts
+ * import { receive, send } from 'ferry';
+ * const rx = await receive({ dir: '/tmp/in', port: 0, host: '127.0.0.1', onEvent: console.log });
+ * const summary = await send({ files: ['a.bin'], host: '127.0.0.1', port: rx.port });
+ * await rx.close();
+ * ```
+ */
+export { send, type SendOptions, type SendSummary, type FileResult } from './sender/index.js';
+export { receive, DEFAULT_PORT, type ReceiveOptions, type Receiver } from './receiver/index.js';
+export { DEFAULT_TIMEOUT_MS } from './connection.js';
+export { DEFAULT_CHUNK_SIZE } from './sender/source.js';
+export { FerryError, ExitCode, exitCodeOf, type ErrorCode } from './protocol/errors.js';
+export type * from './events.js';
+export * as protocol from './protocol/index.js';

@@ -1,0 +1,147 @@
+/**
+ * Turns transfer events into what a person or a script sees:
+ * --json: one JSON object per line on stdout, every event;
+ * otherwise: progress bars on stderr when it is a terminal, one summary line
+ * per file on stdout (none with --quiet), and errors as one line on stderr.
+ */
+import type { MultiBar, SingleBar } from 'cli-progress';
+import { createRequire } from 'node:module';
+import type { FerryEvent } from './events.js';
+import { printableName } from './protocol/names.js';
+
+export interface OutputOptions {
+  json: boolean;
+  quiet: boolean;
+  /** Draw progress bars (stderr is a terminal, not --json, not --quiet). */
+  bars: boolean;
+}
+
+export class Output {
+  private readonly options: OutputOptions;
+  private multibar: MultiBar | null = null;
+  private readonly bars = new Map<string, SingleBar>();
+
+  constructor(options: OutputOptions) {
+    this.options = options;
+  }
+
+  readonly handle = (event: FerryEvent): void => {
+    if (this.options.json) {
+      process.stdout.write(`${JSON.stringify(event)}\n`);
+      if (event.event === 'error') this.errorLine(event.message);
+      return;
+    }
+    switch (event.event) {
+      case 'listening':
+        // Printed even with --quiet: with --port 0 it is the only way to learn the port.
+        this.line(`ferry: listening on ${hostPort(event.host, event.port)}`, true);
+        return;
+      case 'start':
+        if (this.options.bars) this.startBar(event.side, event.name, event.bytes, event.peer);
+        return;
+      case 'progress':
+        this.bars.get(barKey(event.side, event.name, event.peer))?.update(event.done);
+        return;
+      case 'sent':
+        this.stopBar(barKey('send', event.name, undefined));
+        this.line(`sent ${printableName(event.name)}: ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} (${rate(event.bytes, event.seconds)}), ${event.hash.algorithm} ${event.hash.digest} verified by the receiver`);
+        return;
+      case 'received':
+        this.stopBar(barKey('receive', event.name, event.peer));
+        this.line(`received ${printableName(event.name)} from ${event.peer}: ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} (${rate(event.bytes, event.seconds)}), ${event.hash.algorithm} ${event.hash.digest} verified, saved as ${event.path}`);
+        return;
+      case 'error':
+        if (event.name !== undefined) {
+          this.stopBar(barKey('send', event.name, undefined));
+          this.stopBar(barKey('receive', event.name, event.peer));
+        }
+        this.errorLine(event.message);
+        return;
+    }
+  };
+
+  /** Removes any bars left (on exit). */
+  stop(): void {
+    this.multibar?.stop();
+    this.multibar = null;
+    this.bars.clear();
+  }
+
+  private line(text: string, evenIfQuiet = false): void {
+    if (this.options.quiet && !evenIfQuiet) return;
+    if (this.multibar) this.multibar.log(`${text}\n`);
+    else process.stdout.write(`${text}\n`);
+  }
+
+  private errorLine(message: string): void {
+    if (this.multibar) this.multibar.log(`ferry: ${message}\n`);
+    else process.stderr.write(`ferry: ${message}\n`);
+  }
+
+  private startBar(side: 'send' | 'receive', name: string, total: number, peer: string): void {
+    if (!this.multibar) {
+      // Loaded only when a bar is drawn: it costs start-up time otherwise.
+      const { MultiBar: MultiBarClass } = createRequire(import.meta.url)('cli-progress') as typeof import('cli-progress');
+      this.multibar = new MultiBarClass({
+        stream: process.stderr,
+        hideCursor: true,
+        clearOnComplete: true,
+        stopOnComplete: false,
+        etaBuffer: 20,
+        fps: 10,
+        barsize: 24,
+        format: (options, params, payload: { label: string }) => {
+          const done = params.value;
+          const elapsed = (Date.now() - params.startTime) / 1000;
+          const speed = elapsed > 0 ? done / elapsed : 0;
+          const bar = (options.barCompleteString ?? '').slice(0, Math.round(params.progress * (options.barsize ?? 24)));
+          const rest = (options.barIncompleteString ?? '').slice(0, (options.barsize ?? 24) - bar.length);
+          const eta = speed > 0 && params.total > done ? `ETA ${formatSeconds((params.total - done) / speed)}` : '';
+          return `${payload.label} ${bar}${rest} ${Math.floor(params.progress * 100)}% ${formatBytes(done)}/${formatBytes(params.total)} ${formatBytes(speed)}/s ${eta}`;
+        },
+      });
+    }
+    const label = side === 'send' ? `↑ ${printableName(name)}` : `↓ ${printableName(name)} (${peer})`;
+    const bar = this.multibar.create(total, 0, { label });
+    this.bars.set(barKey(side, name, side === 'send' ? undefined : peer), bar);
+  }
+
+  private stopBar(key: string): void {
+    const bar = this.bars.get(key);
+    if (!bar || !this.multibar) return;
+    this.bars.delete(key);
+    this.multibar.remove(bar);
+    if (this.bars.size === 0) this.stop();
+  }
+}
+
+function barKey(side: string, name: string, peer: string | undefined): string {
+  return `${side}\0${peer ?? ''}\0${name}`;
+}
+
+function hostPort(host: string, port: number): string {
+  const shown = host === '::' || host === '0.0.0.0' ? `all interfaces (${host.includes(':') ? `[${host}]` : host})` : host.includes(':') ? `[${host}]` : host;
+  return `${shown} port ${port}`;
+}
+
+/** 1536 -> '1.5 KiB'. Binary units, one decimal. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${Math.round(value)} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function formatSeconds(s: number): string {
+  if (s < 10) return `${s.toFixed(2)} s`;
+  if (s < 120) return `${Math.round(s)} s`;
+  return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
+function rate(bytes: number, seconds: number): string {
+  return seconds > 0 ? `${formatBytes(bytes / seconds)}/s` : 'instant';
+}

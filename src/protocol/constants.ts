@@ -1,0 +1,88 @@
+/** Wire constants of protocol version 1. docs/protocol.md is the reference. */
+
+/** First byte of every frame. */
+export const START_MARKER = 0xc8;
+/** Last byte of every frame, right after the payload. */
+export const END_MARKER = 0xc9;
+/** The only version this implementation speaks; byte 1 of every frame. */
+export const PROTOCOL_VERSION = 1;
+
+/**
+ * Header: start marker (1), version (1), type (2), length (4). The length
+ * counts the payload only, not these 8 bytes nor the 1-byte end marker.
+ */
+export const HEADER_SIZE = 8;
+export const TRAILER_SIZE = 1;
+export const FRAME_OVERHEAD = HEADER_SIZE + TRAILER_SIZE;
+
+/** Frame type codes (u16 at offset 2). */
+export const enum FrameType {
+  /** Both ways, first frame of a session: features and hash algorithms. */
+  Hello = 0x0001,
+  /** Sender: no more offers, close. Empty payload. */
+  Bye = 0x0002,
+  /** Sender: size, mtime, mode, hash algorithm and name of the next file. */
+  Offer = 0x0010,
+  /** Receiver: go ahead from this byte offset (always 0 in version 1). */
+  Accept = 0x0011,
+  /** Receiver: not this file; status code and message. */
+  Refuse = 0x0012,
+  /** Sender: file content. */
+  Data = 0x0020,
+  /** Sender: all content sent; payload is the digest of the whole file. */
+  End = 0x0021,
+  /** Receiver: status of the file just sent, and the digest it computed. */
+  Verdict = 0x0022,
+  /** Either side: giving up; status code and message, then close. */
+  Abort = 0x00ff,
+}
+
+/** Longest UTF-8 message carried by REFUSE, VERDICT and ABORT. */
+export const MAX_MESSAGE_BYTES = 1024;
+/** Longest name an OFFER may carry; names over 255 bytes are refused, not aborted. */
+export const MAX_OFFER_NAME_BYTES = 4096;
+/** Longest name the receiver accepts: NAME_MAX on Linux and most file systems. */
+export const MAX_NAME_BYTES = 255;
+/** Largest digest any algorithm may use (BLAKE3 and SHA-256 use 32). */
+export const MAX_DIGEST_BYTES = 64;
+/**
+ * Largest DATA payload a peer must accept. Senders use 1 MiB; 8 MiB leaves
+ * room to grow while keeping a hostile length harmless (DATA is streamed,
+ * never buffered whole, so this bounds nothing in memory; it bounds lies).
+ */
+export const MAX_DATA_BYTES = 8 * 1024 * 1024;
+/** Fixed part of an OFFER before the name. */
+export const OFFER_FIXED_BYTES = 24;
+/** Files are limited to what a JavaScript number holds exactly. */
+export const MAX_FILE_SIZE = Number.MAX_SAFE_INTEGER;
+
+/** [minimum, maximum] payload length per frame type: checked on the header, before buffering. */
+export const PAYLOAD_LIMITS: ReadonlyMap<number, readonly [number, number]> = new Map<number, readonly [number, number]>([
+  [FrameType.Hello, [5, 5 + 255]],
+  [FrameType.Bye, [0, 0]],
+  [FrameType.Offer, [OFFER_FIXED_BYTES + 1, OFFER_FIXED_BYTES + MAX_OFFER_NAME_BYTES]],
+  [FrameType.Accept, [8, 8]],
+  [FrameType.Refuse, [2, 2 + MAX_MESSAGE_BYTES]],
+  [FrameType.Data, [1, MAX_DATA_BYTES]],
+  [FrameType.End, [1, MAX_DIGEST_BYTES]],
+  [FrameType.Verdict, [3, 3 + MAX_DIGEST_BYTES + MAX_MESSAGE_BYTES]],
+  [FrameType.Abort, [2, 2 + MAX_MESSAGE_BYTES]],
+]);
+
+/** Hash algorithm ids (OFFER byte 20, HELLO list). */
+export const enum HashId {
+  Blake3 = 1,
+  Sha256 = 2,
+}
+
+export const FRAME_NAMES: ReadonlyMap<number, string> = new Map([
+  [FrameType.Hello, 'HELLO'],
+  [FrameType.Bye, 'BYE'],
+  [FrameType.Offer, 'OFFER'],
+  [FrameType.Accept, 'ACCEPT'],
+  [FrameType.Refuse, 'REFUSE'],
+  [FrameType.Data, 'DATA'],
+  [FrameType.End, 'END'],
+  [FrameType.Verdict, 'VERDICT'],
+  [FrameType.Abort, 'ABORT'],
+]);

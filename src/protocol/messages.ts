@@ -1,0 +1,268 @@
+/**
+ * Frame payloads: pure functions from typed messages to bytes and back
+ * (docs/protocol.md, section 5). No sockets, no files, no timers.
+ */
+import {
+  END_MARKER,
+  FRAME_OVERHEAD,
+  FrameType,
+  HEADER_SIZE,
+  MAX_DIGEST_BYTES,
+  MAX_FILE_SIZE,
+  MAX_MESSAGE_BYTES,
+  MAX_OFFER_NAME_BYTES,
+  OFFER_FIXED_BYTES,
+  PAYLOAD_LIMITS,
+  PROTOCOL_VERSION,
+  START_MARKER,
+} from './constants.js';
+import { FerryError, codeOfWireStatus, wireStatusOf, type ErrorCode } from './errors.js';
+
+export interface HelloFrame {
+  type: FrameType.Hello;
+  /** Feature bits; version 1 defines none. */
+  features: number;
+  /** Hash algorithm ids, most preferred first. */
+  algorithms: number[];
+}
+export interface ByeFrame {
+  type: FrameType.Bye;
+}
+export interface OfferFrame {
+  type: FrameType.Offer;
+  size: number;
+  /** Milliseconds since the epoch; may be negative. */
+  mtimeMs: number;
+  /** Permission bits, within 0o777. */
+  mode: number;
+  algorithm: number;
+  /** The name as sent: raw bytes, validated by the receiver (see names.ts). */
+  name: Buffer;
+}
+export interface AcceptFrame {
+  type: FrameType.Accept;
+  offset: number;
+}
+export interface RefuseFrame {
+  type: FrameType.Refuse;
+  code: ErrorCode;
+  message: string;
+}
+export interface EndFrame {
+  type: FrameType.End;
+  digest: Buffer;
+}
+export interface VerdictFrame {
+  type: FrameType.Verdict;
+  /** 'OK' when the file was verified and saved. */
+  code: ErrorCode;
+  digest: Buffer;
+  message: string;
+}
+export interface AbortFrame {
+  type: FrameType.Abort;
+  code: ErrorCode;
+  message: string;
+}
+
+/** Every frame but DATA, whose payload is streamed rather than parsed. */
+export type ControlFrame =
+  | HelloFrame
+  | ByeFrame
+  | OfferFrame
+  | AcceptFrame
+  | RefuseFrame
+  | EndFrame
+  | VerdictFrame
+  | AbortFrame;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function malformed(what: string): FerryError {
+  return new FerryError('ERR_MALFORMED_PAYLOAD', `malformed ${what} frame`);
+}
+
+/** Strict UTF-8: invalid sequences are an error, never replaced. */
+export function decodeUtf8(bytes: Uint8Array, what: string): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw malformed(what);
+  }
+}
+
+/** Truncates a message to the wire limit without splitting a UTF-8 sequence. */
+function messageBytes(message: string): Buffer {
+  const bytes = Buffer.from(message, 'utf8');
+  if (bytes.length <= MAX_MESSAGE_BYTES) return bytes;
+  let end = MAX_MESSAGE_BYTES;
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end);
+}
+
+/** Writes the 8-byte header of a frame into `target` at `offset`. */
+export function writeHeader(target: Buffer, offset: number, type: FrameType, length: number): void {
+  target[offset] = START_MARKER;
+  target[offset + 1] = PROTOCOL_VERSION;
+  target.writeUInt16BE(type, offset + 2);
+  target.writeUInt32BE(length, offset + 4);
+}
+
+/**
+ * Frames a DATA payload in place. `buffer` holds the payload at
+ * [HEADER_SIZE, HEADER_SIZE + length) and has one spare byte after it; the
+ * header and end marker are written around it, so the frame goes out in one
+ * write with no copy. Returns the frame as a view of `buffer`.
+ */
+export function frameDataInPlace(buffer: Buffer, length: number): Buffer {
+  writeHeader(buffer, 0, FrameType.Data, length);
+  buffer[HEADER_SIZE + length] = END_MARKER;
+  return buffer.subarray(0, HEADER_SIZE + length + 1);
+}
+
+/** A whole frame around `payload` (control frames are small: copying them is fine). */
+export function encodeFrame(type: FrameType, payload: Uint8Array = Buffer.alloc(0)): Buffer {
+  const limits = PAYLOAD_LIMITS.get(type);
+  if (limits === undefined || payload.length < limits[0] || payload.length > limits[1]) {
+    throw new RangeError(`payload of ${payload.length} bytes does not fit frame type ${type}`);
+  }
+  const frame = Buffer.allocUnsafe(payload.length + FRAME_OVERHEAD);
+  writeHeader(frame, 0, type, payload.length);
+  frame.set(payload, HEADER_SIZE);
+  frame[HEADER_SIZE + payload.length] = END_MARKER;
+  return frame;
+}
+
+export function encodeHello(algorithms: readonly number[], features = 0): Buffer {
+  const payload = Buffer.alloc(5 + algorithms.length);
+  payload.writeUInt32BE(features >>> 0, 0);
+  payload[4] = algorithms.length;
+  payload.set(algorithms, 5);
+  return encodeFrame(FrameType.Hello, payload);
+}
+
+export function encodeBye(): Buffer {
+  return encodeFrame(FrameType.Bye);
+}
+
+export function encodeOffer(offer: { size: number; mtimeMs: number; mode: number; algorithm: number; name: string | Buffer }): Buffer {
+  const name = typeof offer.name === 'string' ? Buffer.from(offer.name, 'utf8') : offer.name;
+  if (!Number.isSafeInteger(offer.size) || offer.size < 0) throw new RangeError(`bad size ${offer.size}`);
+  if (name.length === 0 || name.length > MAX_OFFER_NAME_BYTES) throw new RangeError(`name of ${name.length} bytes`);
+  const payload = Buffer.alloc(OFFER_FIXED_BYTES + name.length);
+  payload.writeBigUInt64BE(BigInt(offer.size), 0);
+  payload.writeBigInt64BE(BigInt(Math.trunc(offer.mtimeMs)), 8);
+  payload.writeUInt32BE(offer.mode & 0o777, 16);
+  payload[20] = offer.algorithm;
+  payload[21] = 0;
+  payload.writeUInt16BE(name.length, 22);
+  payload.set(name, OFFER_FIXED_BYTES);
+  return encodeFrame(FrameType.Offer, payload);
+}
+
+export function encodeAccept(offset = 0): Buffer {
+  const payload = Buffer.alloc(8);
+  payload.writeBigUInt64BE(BigInt(offset), 0);
+  return encodeFrame(FrameType.Accept, payload);
+}
+
+function encodeCoded(type: FrameType.Refuse | FrameType.Abort, code: ErrorCode, message: string): Buffer {
+  const text = messageBytes(message);
+  const payload = Buffer.alloc(2 + text.length);
+  payload.writeUInt16BE(wireStatusOf(code), 0);
+  payload.set(text, 2);
+  return encodeFrame(type, payload);
+}
+
+export function encodeRefuse(code: ErrorCode, message: string): Buffer {
+  return encodeCoded(FrameType.Refuse, code, message);
+}
+
+export function encodeAbort(code: ErrorCode, message: string): Buffer {
+  return encodeCoded(FrameType.Abort, code, message);
+}
+
+export function encodeEnd(digest: Uint8Array): Buffer {
+  return encodeFrame(FrameType.End, digest);
+}
+
+export function encodeVerdict(code: ErrorCode, digest: Uint8Array, message = ''): Buffer {
+  const text = messageBytes(message);
+  const payload = Buffer.alloc(3 + digest.length + text.length);
+  payload.writeUInt16BE(wireStatusOf(code), 0);
+  payload[2] = digest.length;
+  payload.set(digest, 3);
+  payload.set(text, 3 + digest.length);
+  return encodeFrame(FrameType.Verdict, payload);
+}
+
+function parseCoded(payload: Buffer, what: string, allowOk: boolean): { code: ErrorCode; message: string } {
+  const status = payload.readUInt16BE(0);
+  if (status === 0 && !allowOk) throw malformed(what);
+  return { code: status === 0 ? 'OK' : codeOfWireStatus(status), message: decodeUtf8(payload.subarray(2), what) };
+}
+
+/**
+ * Parses the payload of a control frame whose header already passed the
+ * length limits. Throws ERR_MALFORMED_PAYLOAD on anything section 5 forbids.
+ */
+export function parseControl(type: FrameType, payload: Buffer): ControlFrame {
+  switch (type) {
+    case FrameType.Hello: {
+      const count = payload[4] ?? 0;
+      if (count === 0 || payload.length !== 5 + count) throw malformed('HELLO');
+      return { type, features: payload.readUInt32BE(0), algorithms: [...payload.subarray(5)] };
+    }
+    case FrameType.Bye:
+      return { type };
+    case FrameType.Offer: {
+      const size = payload.readBigUInt64BE(0);
+      const mode = payload.readUInt32BE(16);
+      const nameLength = payload.readUInt16BE(22);
+      if (
+        size > BigInt(MAX_FILE_SIZE) ||
+        (mode & ~0o777) !== 0 ||
+        payload[21] !== 0 ||
+        nameLength === 0 ||
+        payload.length !== OFFER_FIXED_BYTES + nameLength
+      ) {
+        throw malformed('OFFER');
+      }
+      return {
+        type,
+        size: Number(size),
+        mtimeMs: Number(payload.readBigInt64BE(8)),
+        mode,
+        algorithm: payload[20] ?? 0,
+        name: payload.subarray(OFFER_FIXED_BYTES),
+      };
+    }
+    case FrameType.Accept: {
+      const offset = payload.readBigUInt64BE(0);
+      if (offset > BigInt(MAX_FILE_SIZE)) throw malformed('ACCEPT');
+      return { type, offset: Number(offset) };
+    }
+    case FrameType.Refuse:
+      return { type, ...parseCoded(payload, 'REFUSE', false) };
+    case FrameType.Abort:
+      return { type, ...parseCoded(payload, 'ABORT', false) };
+    case FrameType.End:
+      return { type, digest: payload };
+    case FrameType.Verdict: {
+      const digestLength = payload[2] ?? 0;
+      if (digestLength > MAX_DIGEST_BYTES || payload.length < 3 + digestLength) throw malformed('VERDICT');
+      const text = payload.subarray(3 + digestLength);
+      if (text.length > MAX_MESSAGE_BYTES) throw malformed('VERDICT');
+      const status = payload.readUInt16BE(0);
+      return {
+        type,
+        code: status === 0 ? 'OK' : codeOfWireStatus(status),
+        digest: payload.subarray(3, 3 + digestLength),
+        message: decodeUtf8(text, 'VERDICT'),
+      };
+    }
+    default:
+      // The decoder only calls this for known control types.
+      throw new FerryError('ERR_UNKNOWN_FRAME_TYPE', `frame type ${type as number} has no parser`);
+  }
+}

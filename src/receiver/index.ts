@@ -1,0 +1,182 @@
+/**
+ * The receiving side: listens, and runs one session per connection, all at
+ * once, so a slow or hostile sender never holds up the others.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { stat } from 'node:fs/promises';
+import { Connection, DEFAULT_TIMEOUT_MS } from '../connection.js';
+import type { EventListener } from '../events.js';
+import { FerryError, toFerryError } from '../protocol/errors.js';
+import { runSession, type SessionContext } from './session.js';
+
+export const DEFAULT_PORT = 7878;
+/** Sessions served at once; more connections wait in the kernel's backlog. */
+const DEFAULT_MAX_CONNECTIONS = 256;
+/** How long close() lets sessions tidy up (delete temp files) before it stops waiting. */
+const CLOSE_GRACE_MS = 5000;
+
+export interface ReceiveOptions {
+  /** Target folder; must exist. Default '.'. */
+  dir?: string;
+  /** Address to listen on. Default: all interfaces, IPv6 and IPv4. */
+  host?: string;
+  /** Default 7878; 0 lets the OS choose (read it from `port` or the listening event). */
+  port?: number;
+  /** Stop after the first session (the first connection that says HELLO). */
+  once?: boolean;
+  /** Replace existing files instead of refusing them. */
+  overwrite?: boolean;
+  /** Give up on a silent sender after this long. Default 30 s. */
+  timeoutMs?: number;
+  /** Refuse files larger than this many bytes. */
+  maxSize?: number;
+  /** fsync each file before giving it its name. Default true. */
+  fsync?: boolean;
+  maxConnections?: number;
+  onEvent?: EventListener;
+  /** Aborting closes the receiver; sessions are told and their temp files deleted. */
+  signal?: AbortSignal;
+}
+
+export interface Receiver {
+  /** The address actually bound ('::' for all interfaces). */
+  readonly host: string;
+  /** The port actually bound (useful with port 0). */
+  readonly port: number;
+  /**
+   * Resolves when the receiver has stopped: with --once, the exit code of
+   * that session; after close(), 0, or the code of the abort reason.
+   */
+  readonly done: Promise<number>;
+  /** Stops listening, aborts running sessions (ERR_SHUTDOWN by default), waits for their cleanup. */
+  close(reason?: FerryError): Promise<number>;
+}
+
+/** Starts a receiver; resolves once it is listening. */
+export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
+  const dir = options.dir ?? '.';
+  await checkDir(dir);
+  const emit: EventListener = options.onEvent ?? (() => {});
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const sessions = new Map<Connection, Promise<number>>();
+  let closing: FerryError | null = null;
+  let onceClaimed = false;
+  let resolveDone!: (code: number) => void;
+  const done = new Promise<number>((resolve) => (resolveDone = resolve));
+
+  const context = (conn: Connection): SessionContext => ({
+    dir,
+    overwrite: options.overwrite ?? false,
+    fsync: options.fsync ?? true,
+    maxSize: options.maxSize,
+    inFlight,
+    emit,
+    onHandshake: () => {
+      if (!options.once || onceClaimed) return;
+      onceClaimed = true;
+      onceConn = conn;
+      // The first real sender owns a --once receiver: nobody else gets in.
+      server.close();
+      for (const other of sessions.keys()) if (other !== conn) other.destroy();
+    },
+  });
+  const inFlight = new Set<string>();
+  let onceConn: Connection | null = null;
+
+  const server: Server = createServer((socket: Socket) => {
+    if (closing || (options.once && onceClaimed)) {
+      socket.destroy();
+      return;
+    }
+    const conn = new Connection(socket, timeoutMs);
+    const session = runSession(conn, context(conn));
+    sessions.set(conn, session);
+    void session.then((code) => {
+      sessions.delete(conn);
+      if (conn === onceConn) void shutdown(null, code);
+    });
+  });
+  server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+
+  async function shutdown(reason: FerryError | null, code: number): Promise<number> {
+    if (!closing) {
+      closing = reason ?? new FerryError('ERR_SHUTDOWN', 'the receiver is shutting down');
+      server.close();
+      for (const conn of sessions.keys()) conn.abort(closing);
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));
+      await Promise.race([Promise.all(sessions.values()), grace]);
+      clearTimeout(timer);
+      for (const conn of sessions.keys()) conn.destroy();
+      options.signal?.removeEventListener('abort', onAbort);
+      resolveDone(code);
+    }
+    return done;
+  }
+
+  const onAbort = (): void => {
+    const reason = options.signal?.reason;
+    const err = reason instanceof FerryError ? reason : new FerryError('ERR_SIGINT', 'interrupted');
+    void shutdown(err, err.exitCode);
+  };
+
+  const address = await listen(server, options.host, options.port ?? DEFAULT_PORT);
+  // After binding, errors come from accept() (out of file descriptors): report, keep serving.
+  server.on('error', (err) => {
+    const e = toFerryError(err);
+    emit({ event: 'error', code: e.code, message: `cannot accept a connection: ${e.message}`, exitCode: e.exitCode });
+  });
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  if (options.signal?.aborted) onAbort();
+  emit({ event: 'listening', host: address.host, port: address.port });
+
+  return {
+    host: address.host,
+    port: address.port,
+    done,
+    close: (reason?: FerryError) => shutdown(reason ?? null, reason ? reason.exitCode : 0),
+  };
+}
+
+async function checkDir(dir: string): Promise<void> {
+  let info;
+  try {
+    info = await stat(dir);
+  } catch {
+    throw new FerryError('ERR_USAGE', `--dir ${dir}: no such directory`);
+  }
+  if (!info.isDirectory()) throw new FerryError('ERR_USAGE', `--dir ${dir}: not a directory`);
+}
+
+/**
+ * Binds the server. With no host, listens on '::' with IPv4 mapped in (all
+ * interfaces, both families), falling back to 0.0.0.0 where IPv6 is off.
+ */
+async function listen(server: Server, host: string | undefined, port: number): Promise<{ host: string; port: number }> {
+  const attempt = (bindHost: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      server.once('error', onError);
+      server.listen({ host: bindHost, port, ipv6Only: false }, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    });
+  try {
+    try {
+      await attempt(host ?? '::');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (host !== undefined || (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL')) throw err;
+      await attempt('0.0.0.0');
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const where = `${host ?? 'all interfaces'} port ${port}`;
+    const why = code === 'EADDRINUSE' ? 'address already in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such local address' : code ?? String(err);
+    throw new FerryError('ERR_LISTEN', `cannot listen on ${where}: ${why}`, { cause: toFerryError(err) });
+  }
+  const bound = server.address();
+  if (bound === null || typeof bound === 'string') throw new FerryError('ERR_LISTEN', 'the server has no address');
+  return { host: bound.address, port: bound.port };
+}

@@ -1,0 +1,87 @@
+/**
+ * Reads a file into DATA frames. A small pool of buffers is reused: each has
+ * room for the frame header in front of the payload and the end marker after
+ * it, so a chunk is read, hashed and written to the socket without a copy or
+ * an allocation. A buffer returns to the pool once the socket is done with it.
+ */
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { FRAME_OVERHEAD, HEADER_SIZE, MAX_DATA_BYTES, MAX_FILE_SIZE } from '../protocol/constants.js';
+import { FerryError } from '../protocol/errors.js';
+
+/** 1 MiB: measured flat from 256 KiB to 4 MiB, and 1.8x faster than 64 KiB (see README). */
+export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
+/** Buffers in flight per transfer: bounds memory at POOL_SIZE x chunk whatever the file size. */
+const POOL_SIZE = 4;
+
+export interface SourceFile {
+  /** The path as given. */
+  path: string;
+  /** What the receiver is offered: the base name. */
+  name: string;
+  size: number;
+  mode: number;
+  mtimeMs: number;
+}
+
+/** Stats a path given on the command line; usage errors for what cannot be sent. */
+export async function inspectSource(path: string): Promise<SourceFile> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new FerryError('ERR_NOT_FOUND', `${path}: no such file`);
+    throw new FerryError('ERR_UNREADABLE', `${path}: cannot read (${code ?? 'error'})`, { cause: err });
+  }
+  if (info.isDirectory()) throw new FerryError('ERR_USAGE', `${path}: is a directory (ferry sends files)`);
+  if (!info.isFile()) throw new FerryError('ERR_USAGE', `${path}: not a regular file`);
+  if (info.size > MAX_FILE_SIZE) throw new FerryError('ERR_USAGE', `${path}: too large`);
+  // Open now so that an unreadable file is a usage error before anything is sent.
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new FerryError('ERR_UNREADABLE', `${path}: cannot read (${code ?? 'error'})`, { cause: err });
+  }
+  await handle.close();
+  return { path, name: basename(path), size: info.size, mode: info.mode & 0o777, mtimeMs: info.mtimeMs };
+}
+
+/** A fixed set of frame buffers, handed out and given back. */
+export class BufferPool {
+  private readonly free: Buffer[] = [];
+  private waiters: Array<(buffer: Buffer) => void> = [];
+  /** Payload capacity of each buffer. */
+  readonly chunkSize: number;
+
+  constructor(chunkSize: number, count = POOL_SIZE) {
+    this.chunkSize = chunkSize;
+    if (!(chunkSize >= 1 && chunkSize <= MAX_DATA_BYTES)) throw new RangeError(`chunk size ${chunkSize} out of range`);
+    for (let i = 0; i < count; i++) this.free.push(Buffer.allocUnsafe(chunkSize + FRAME_OVERHEAD));
+  }
+
+  acquire(): Promise<Buffer> {
+    const buffer = this.free.pop();
+    if (buffer) return Promise.resolve(buffer);
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  release(buffer: Buffer): void {
+    const waiter = this.waiters.shift();
+    if (waiter) waiter(buffer);
+    else this.free.push(buffer);
+  }
+}
+
+/** Reads `length` bytes at `position` into the payload area of a pool buffer. */
+export async function readChunk(handle: FileHandle, buffer: Buffer, length: number, position: number): Promise<number> {
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await handle.read(buffer, HEADER_SIZE + filled, length - filled, position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return filled;
+}
