@@ -7,6 +7,11 @@
  * re-slice the stream into tiny writes, or throttle it. Every offset counts
  * bytes of one connection's stream, so the same plan hits every connection at
  * the same place.
+ *
+ * A cut destroys the proxy's sockets after the last allowed byte is in the
+ * kernel; each peer then sees EOF, or a reset if it had sent bytes the proxy
+ * never read. With a peer that has stopped reading, a cut waits until those
+ * last bytes can be handed over.
  */
 import { EventEmitter } from 'node:events';
 import { connect, createServer } from 'node:net';

@@ -1,0 +1,62 @@
+/** Temp folders and deterministic file contents for transfer tests. */
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach } from 'vitest';
+
+const made: string[] = [];
+
+/** A fresh temp folder, removed after the test. */
+export async function tempDir(label = 'ferry-test-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), label));
+  made.push(dir);
+  return dir;
+}
+
+afterEach(async () => {
+  await Promise.all(made.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+});
+
+/** Deterministic bytes (a cheap PRNG): reproducible, and not all alike so a shifted byte shows. */
+export function pattern(size: number, seed = 1): Buffer {
+  const out = Buffer.allocUnsafe(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+export async function writeSample(dir: string, name: string, size: number, seed = size + 1): Promise<{ path: string; content: Buffer }> {
+  const path = join(dir, name);
+  const content = pattern(size, seed);
+  await writeFile(path, content);
+  return { path, content };
+}
+
+export function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Everything in a folder, hidden files included, sorted. */
+export async function listing(dir: string): Promise<string[]> {
+  return (await readdir(dir)).sort();
+}
+
+/** Resolves `promise`, or rejects after `ms`: every wait in a test is bounded. */
+export function within<T>(promise: Promise<T>, ms: number, what = 'operation'): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms))),
+  ]);
+}
+
+/** Length and SHA-256, to compare files cheaply: vitest's deep equality on MiB-sized Buffers takes seconds. */
+export function fingerprint(data: Buffer): { bytes: number; sha256: string } {
+  return { bytes: data.length, sha256: sha256(data) };
+}

@@ -1,0 +1,65 @@
+/**
+ * A raw peer for tests: speaks bytes over a real socket, outside src/sender,
+ * so tests can send what a correct sender never would and read what comes back.
+ */
+import { connect, type Socket } from 'node:net';
+import { FrameDecoder } from '../../src/protocol/decoder.js';
+import { plain, type PlainFrame } from './decode.js';
+
+export interface RawPeer {
+  socket: Socket;
+  /** Frames received so far, decoded. */
+  frames: PlainFrame[];
+  send(bytes: Buffer): void;
+  /** Resolves with the n-th received frame (0-based), or rejects after `ms`. */
+  frame(n: number, ms?: number): Promise<PlainFrame>;
+  /** Resolves when the peer closed the connection, or rejects after `ms`. */
+  closed(ms?: number): Promise<void>;
+}
+
+export async function rawConnect(port: number, host = '127.0.0.1'): Promise<RawPeer> {
+  const socket = connect({ port, host });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  socket.on('error', () => {});
+  const frames: PlainFrame[] = [];
+  let notify = (): void => {};
+  let ended = false;
+  const decoder = new FrameDecoder({ onFrame: (f) => (frames.push(plain(f)), notify()), onData: () => {} });
+  socket.on('data', (chunk: Buffer) => {
+    try {
+      decoder.push(chunk);
+    } catch {
+      socket.destroy();
+    }
+  });
+  socket.on('close', () => ((ended = true), notify()));
+  const waitFor = (ready: () => boolean, what: string, ms: number): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+      const check = (): void => {
+        if (ready()) {
+          clearTimeout(timer);
+          resolve();
+        } else if (ended && what !== 'close') {
+          clearTimeout(timer);
+          reject(new Error(`connection closed before ${what}; got ${JSON.stringify(frames)}`));
+        }
+      };
+      const previous = notify;
+      notify = () => (previous(), check());
+      check();
+    });
+  return {
+    socket,
+    frames,
+    send: (bytes) => void socket.write(bytes),
+    frame: async (n, ms = 5000) => {
+      await waitFor(() => frames.length > n, `frame ${n}`, ms);
+      return frames[n]!;
+    },
+    closed: (ms = 5000) => waitFor(() => ended, 'close', ms),
+  };
+}
