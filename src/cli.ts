@@ -111,18 +111,19 @@ async function main(argv: string[]): Promise<number> {
       },
     )
     .command(
-      'send <files..>',
+      'send [files..]',
       'send files to a receiver',
       (y) =>
         y
-          .positional('files', { type: 'string', array: true, demandOption: true, describe: 'files to send' })
+          .positional('files', { type: 'string', array: true, default: [] as string[], describe: 'files to send' })
           .option('to', { alias: 't', type: 'string', demandOption: true, describe: 'receiver as HOST[:PORT] ([IPV6]:PORT), port 7878 by default' })
           .option('hash', { type: 'string', choices: ['blake3', 'sha256'], describe: 'hash algorithm (default: the fastest both sides know)' })
           .option('chunk-size', { type: 'number', describe: 'bytes per data frame (default 1 MiB)' }),
       async (args) => {
+        if (args.files.length === 0) throw new FerryError('ERR_USAGE', 'name at least one FILE to send');
+        const target = parseTarget(args.to);
         const output = outputFor(args);
         const controller = signalController();
-        const target = parseTarget(args.to);
         if (target.port === 0) throw new FerryError('ERR_USAGE', `--to ${args.to}: port 0 cannot be dialled`);
         const summary = await send({
           files: args.files,

@@ -90,6 +90,8 @@ export class Output {
         etaBuffer: 20,
         fps: 10,
         barsize: 24,
+        barCompleteChar: '█',
+        barIncompleteChar: '░',
         format: (options, params, payload: { label: string }) => {
           const done = params.value;
           const elapsed = (Date.now() - params.startTime) / 1000;
