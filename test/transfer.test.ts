@@ -2,14 +2,15 @@
  * The library API over real loopback sockets, in process: what scripted
  * transfer tests rely on. The CLI end-to-end tests are in cli.e2e.test.ts.
  */
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, readFile, stat, utimes, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { receive, send, type Receiver } from '../src/index.js';
 import type { FerryEvent } from '../src/events.js';
 import { HashId } from '../src/protocol/constants.js';
-import { encodeHello, encodeOffer } from '../src/protocol/messages.js';
+import { encodeHello, encodeOffer, frameDataInPlace } from '../src/protocol/messages.js';
 import { fingerprint, listing, sha256, tempDir, within, writeSample } from './support/files.js';
 import { rawConnect } from './support/raw.js';
 
@@ -27,7 +28,6 @@ describe('one session, many sizes', () => {
     const dst = await tempDir();
     const sizes = [0, 1, MiB - 1, MiB, MiB + 1, 5 * MiB + 3];
     const files = await Promise.all(sizes.map((size) => writeSample(src, `f${size}.bin`, size)));
-    const { chmod, utimes } = await import('node:fs/promises');
     await chmod(files[1]!.path, 0o640);
     await utimes(files[1]!.path, 1_600_000_000, 1_600_000_000.5);
     const { rx, events } = await startReceiver(dst);
@@ -175,7 +175,6 @@ describe('bad and silent peers do not stop the receiver', () => {
     peer.send(encodeOffer({ size: 1000, mtimeMs: 0, mode: 0o644, algorithm: HashId.Sha256, name: 'stuck.bin' }));
     expect(await peer.frame(1)).toMatchObject({ type: 0x11 });
     const data = Buffer.alloc(8 + 10 + 1);
-    const { frameDataInPlace } = await import('../src/protocol/messages.js');
     peer.send(frameDataInPlace(data, 10));
     expect(await peer.frame(2)).toMatchObject({ code: 'ERR_TIMEOUT' });
     await rx.close();
@@ -246,9 +245,32 @@ test('digest reported by the library equals an independent BLAKE3 of the file', 
   const { rx } = await startReceiver(dst);
   const summary = await within(send({ files: [file.path], host: '127.0.0.1', port: rx.port }), 10_000);
   await rx.close();
-  const { createRequire } = await import('node:module');
   const { Blake3Hasher } = createRequire(import.meta.url)('@napi-rs/blake-hash') as { Blake3Hasher: new () => { update(b: Buffer): void; digest(f: string): string } };
   const h = new Blake3Hasher();
   h.update(file.content);
   expect(summary.files[0]?.hash?.digest).toBe(h.digest('hex'));
+});
+
+/** Whether this machine has IPv6 loopback (containers sometimes do not). */
+async function hasIpv6(): Promise<boolean> {
+  const probe = createServer();
+  return new Promise((resolve) => {
+    probe.once('error', () => resolve(false));
+    probe.listen(0, '::1', () => probe.close(() => resolve(true)));
+  });
+}
+
+test.skipIf(!(await hasIpv6()))('by default the receiver listens on all interfaces, IPv6 and IPv4', async () => {
+  const src = await tempDir();
+  const dst = await tempDir();
+  const a = await writeSample(src, 'v6.bin', 100);
+  const b = await writeSample(src, 'v4.bin', 100);
+  const events: FerryEvent[] = [];
+  const rx = await receive({ dir: dst, port: 0, onEvent: (e) => events.push(e) });
+  expect(rx.host).toBe('::');
+  expect((await within(send({ files: [a.path], host: '::1', port: rx.port }), 5000)).exitCode).toBe(0);
+  expect((await within(send({ files: [b.path], host: '127.0.0.1', port: rx.port }), 5000)).exitCode).toBe(0);
+  await rx.close();
+  const peers = events.flatMap((e) => (e.event === 'received' ? [e.peer] : []));
+  expect(peers).toEqual([expect.stringMatching(/^\[::1\]:\d+$/), expect.stringMatching(/^127\.0\.0\.1:\d+$/)]);
 });
