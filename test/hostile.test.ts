@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { rawFrame } from '../fixtures/index.js';
 import { receive, send, type Receiver } from '../src/index.js';
 import { FrameType, HashId, HEADER_SIZE } from '../src/protocol/constants.js';
-import { encodeBye, encodeEnd, encodeHello, encodeOffer, frameDataInPlace } from '../src/protocol/messages.js';
+import { encodeBye, encodeEnd, encodeHello, encodeOffer, frameDataInPlace, payloadOf } from '../src/protocol/messages.js';
 import { listing, sha256, tempDir, within, writeSample } from './support/files.js';
 import { rawConnect, type RawPeer } from './support/raw.js';
 
@@ -48,6 +48,10 @@ async function session(): Promise<RawPeer> {
 const offer = (name: string | Buffer, size: number): Buffer =>
   encodeOffer({ size, mtimeMs: 0, mode: 0o644, algorithm: HashId.Sha256, name });
 
+/** The END a correct sender sends after `content`, offered with `offerFrame`. */
+const endFor = (content: Buffer, offerFrame: Buffer): Buffer =>
+  encodeEnd(Buffer.from(sha256(content), 'hex'), Buffer.from(sha256(payloadOf(offerFrame)), 'hex'));
+
 /** After every case: nothing landed anywhere, and a correct sender is still served. */
 async function stillServing(): Promise<void> {
   expect(await listing(dst)).toEqual([]);
@@ -78,10 +82,11 @@ describe('names are refused, and the session goes on', () => {
       peer.send(offer(name, 5));
       expect(await peer.frame(1)).toMatchObject({ type: FrameType.Refuse, code });
       // Same connection, a good file next: the refusal did not end the session.
-      peer.send(offer('fine.txt', 5));
+      const fine = offer('fine.txt', 5);
+      peer.send(fine);
       expect(await peer.frame(2)).toMatchObject({ type: FrameType.Accept, offset: 0 });
       peer.send(data(Buffer.from('hello')));
-      peer.send(encodeEnd(Buffer.from(sha256(Buffer.from('hello')), 'hex')));
+      peer.send(endFor(Buffer.from('hello'), fine));
       expect(await peer.frame(3)).toMatchObject({ type: FrameType.Verdict, code: 'OK' });
       peer.send(encodeBye());
       await peer.closed();
@@ -115,10 +120,11 @@ describe('the byte count of the offer is the law', () => {
 
   test('END before all bytes: VERDICT ERR_SIZE_MISMATCH, nothing saved, the session goes on', async () => {
     const peer = await session();
-    peer.send(offer('less.bin', 10));
+    const less = offer('less.bin', 10);
+    peer.send(less);
     expect(await peer.frame(1)).toMatchObject({ type: FrameType.Accept });
     peer.send(data(Buffer.from('hello')));
-    peer.send(encodeEnd(Buffer.from(sha256(Buffer.from('hello')), 'hex')));
+    peer.send(endFor(Buffer.from('hello'), less));
     expect(await peer.frame(2)).toMatchObject({ type: FrameType.Verdict, code: 'ERR_SIZE_MISMATCH' });
     peer.send(encodeBye());
     await peer.closed();
@@ -130,8 +136,23 @@ describe('the byte count of the offer is the law', () => {
     peer.send(offer('wrong.bin', 5));
     expect(await peer.frame(1)).toMatchObject({ type: FrameType.Accept });
     peer.send(data(Buffer.from('hello')));
-    peer.send(encodeEnd(Buffer.alloc(32, 0)));
+    peer.send(encodeEnd(Buffer.alloc(32, 0), Buffer.from(sha256(payloadOf(offer('wrong.bin', 5))), 'hex')));
     expect(await peer.frame(2)).toMatchObject({ type: FrameType.Verdict, code: 'ERR_HASH_MISMATCH', digest: sha256(Buffer.from('hello')) });
+    peer.send(encodeBye());
+    await peer.closed();
+    await stillServing();
+  });
+
+  test('an offer altered in transit (the name the receiver saw is not the one sent): ERR_HASH_MISMATCH, nothing saved', async () => {
+    const peer = await session();
+    const sent = offer('real-name.txt', 5);
+    const altered = Buffer.from(sent);
+    altered[8 + 24]! ^= 0x01; // "r" becomes "s" on the way
+    peer.send(altered);
+    expect(await peer.frame(1)).toMatchObject({ type: FrameType.Accept });
+    peer.send(data(Buffer.from('hello')));
+    peer.send(endFor(Buffer.from('hello'), sent));
+    expect(await peer.frame(2)).toMatchObject({ type: FrameType.Verdict, code: 'ERR_HASH_MISMATCH' });
     peer.send(encodeBye());
     await peer.closed();
     await stillServing();
@@ -142,7 +163,7 @@ describe('the byte count of the offer is the law', () => {
     peer.send(offer('short-digest.bin', 5));
     expect(await peer.frame(1)).toMatchObject({ type: FrameType.Accept });
     peer.send(data(Buffer.from('hello')));
-    peer.send(encodeEnd(Buffer.alloc(16, 0)));
+    peer.send(encodeEnd(Buffer.alloc(16, 0), Buffer.alloc(16, 0)));
     expect(await peer.frame(2)).toMatchObject({ type: FrameType.Abort, code: 'ERR_MALFORMED_PAYLOAD' });
     await peer.closed();
     await stillServing();
@@ -153,7 +174,7 @@ describe('frames out of order', () => {
   test.each([
     ['DATA before the offer', () => [encodeHello([HashId.Sha256]), data(Buffer.from('x'))]],
     ['OFFER before HELLO', () => [offer('early.txt', 1)]],
-    ['END with no file', () => [encodeHello([HashId.Sha256]), encodeEnd(Buffer.alloc(32))]],
+    ['END with no file', () => [encodeHello([HashId.Sha256]), encodeEnd(Buffer.alloc(32), Buffer.alloc(32))]],
     ['a receiver-only frame from the sender', () => [encodeHello([HashId.Sha256]), rawFrame(FrameType.Accept, Buffer.alloc(8))]],
   ])('%s: ERR_UNEXPECTED_FRAME', async (_label, frames) => {
     const peer = await rawConnect(rx.port);

@@ -13,11 +13,14 @@ import {
   encodeRefuse,
   encodeVerdict,
   frameDataInPlace,
+  payloadOf,
 } from '../src/protocol/messages.js';
 import { decodePieces, splits } from './support/decode.js';
+import { sha256 } from './support/files.js';
 
 const exampleOffer = { size: 5, mtimeMs: 1_700_000_000_000, mode: 0o644, algorithm: HashId.Sha256, name: 'hi.txt' };
 const sha = Buffer.from(EXAMPLE.sha256, 'hex');
+const offerSha = Buffer.from(EXAMPLE.offerSha256, 'hex');
 
 describe('encoder matches docs/protocol.md byte for byte', () => {
   test('worked example, sender frames', () => {
@@ -26,7 +29,7 @@ describe('encoder matches docs/protocol.md byte for byte', () => {
     const buffer = Buffer.alloc(HEADER_SIZE + 5 + 1);
     EXAMPLE.content.copy(buffer, HEADER_SIZE);
     expect(frameDataInPlace(buffer, 5)).toEqual(EXAMPLE.senderFrames.data);
-    expect(encodeEnd(sha)).toEqual(EXAMPLE.senderFrames.end);
+    expect(encodeEnd(sha, offerSha)).toEqual(EXAMPLE.senderFrames.end);
     expect(encodeBye()).toEqual(EXAMPLE.senderFrames.bye);
   });
 
@@ -34,6 +37,10 @@ describe('encoder matches docs/protocol.md byte for byte', () => {
     expect(encodeHello([HashId.Blake3, HashId.Sha256])).toEqual(EXAMPLE.receiverFrames.hello);
     expect(encodeAccept(0)).toEqual(EXAMPLE.receiverFrames.accept);
     expect(encodeVerdict('OK', sha)).toEqual(EXAMPLE.receiverFrames.verdict);
+  });
+
+  test("END's second digest is SHA-256 of the OFFER payload as sent", () => {
+    expect(sha256(payloadOf(EXAMPLE.senderFrames.offer))).toBe(EXAMPLE.offerSha256);
   });
 
   test('the .bin captures are the documented sessions', () => {
@@ -57,8 +64,16 @@ describe('encoder matches docs/protocol.md byte for byte', () => {
 describe('decoder', () => {
   const expectedSender = [
     { type: FrameType.Hello, features: 0, algorithms: [HashId.Sha256] },
-    { type: FrameType.Offer, size: 5, mtimeMs: 1_700_000_000_000, mode: 0o644, algorithm: HashId.Sha256, name: Buffer.from('hi.txt').toString('hex') },
-    { type: FrameType.End, digest: EXAMPLE.sha256 },
+    {
+      type: FrameType.Offer,
+      size: 5,
+      mtimeMs: 1_700_000_000_000,
+      mode: 0o644,
+      algorithm: HashId.Sha256,
+      name: Buffer.from('hi.txt').toString('hex'),
+      payload: payloadOf(EXAMPLE.senderFrames.offer).toString('hex'),
+    },
+    { type: FrameType.End, digests: EXAMPLE.sha256 + EXAMPLE.offerSha256 },
     { type: FrameType.Bye },
   ];
 

@@ -29,7 +29,7 @@ export const enum FrameType {
   Refuse = 0x0012,
   /** Sender: file content. */
   Data = 0x0020,
-  /** Sender: all content sent; payload is the digest of the whole file. */
+  /** Sender: all content sent; digest of the whole file, then digest of the OFFER payload. */
   End = 0x0021,
   /** Receiver: status of the file just sent, and the digest it computed. */
   Verdict = 0x0022,
@@ -64,7 +64,7 @@ export const PAYLOAD_LIMITS: ReadonlyMap<number, readonly [number, number]> = ne
   [FrameType.Accept, [8, 8]],
   [FrameType.Refuse, [2, 2 + MAX_MESSAGE_BYTES]],
   [FrameType.Data, [1, MAX_DATA_BYTES]],
-  [FrameType.End, [1, MAX_DIGEST_BYTES]],
+  [FrameType.End, [2, 2 * MAX_DIGEST_BYTES]],
   [FrameType.Verdict, [3, 3 + MAX_DIGEST_BYTES + MAX_MESSAGE_BYTES]],
   [FrameType.Abort, [2, 2 + MAX_MESSAGE_BYTES]],
 ]);

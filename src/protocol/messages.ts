@@ -38,6 +38,8 @@ export interface OfferFrame {
   algorithm: number;
   /** The name as sent: raw bytes, validated by the receiver (see names.ts). */
   name: Buffer;
+  /** The whole payload as received: END carries its digest. */
+  payload: Buffer;
 }
 export interface AcceptFrame {
   type: FrameType.Accept;
@@ -50,7 +52,8 @@ export interface RefuseFrame {
 }
 export interface EndFrame {
   type: FrameType.End;
-  digest: Buffer;
+  /** Content digest then offer digest, each half of the payload (split by the algorithm's length). */
+  digests: Buffer;
 }
 export interface VerdictFrame {
   type: FrameType.Verdict;
@@ -182,8 +185,14 @@ export function encodeAbort(code: ErrorCode, message: string): Buffer {
   return encodeCoded(FrameType.Abort, code, message);
 }
 
-export function encodeEnd(digest: Uint8Array): Buffer {
-  return encodeFrame(FrameType.End, digest);
+/** END: the digest of the file, then the digest of the OFFER payload as sent. */
+export function encodeEnd(contentDigest: Uint8Array, offerDigest: Uint8Array): Buffer {
+  return encodeFrame(FrameType.End, Buffer.concat([contentDigest, offerDigest]));
+}
+
+/** The payload of an encoded frame (for hashing the OFFER as sent). */
+export function payloadOf(frame: Buffer): Buffer {
+  return frame.subarray(HEADER_SIZE, frame.length - 1);
 }
 
 export function encodeVerdict(code: ErrorCode, digest: Uint8Array, message = ''): Buffer {
@@ -235,6 +244,7 @@ export function parseControl(type: FrameType, payload: Buffer): ControlFrame {
         mode,
         algorithm: payload[20] ?? 0,
         name: payload.subarray(OFFER_FIXED_BYTES),
+        payload,
       };
     }
     case FrameType.Accept: {
@@ -247,7 +257,8 @@ export function parseControl(type: FrameType, payload: Buffer): ControlFrame {
     case FrameType.Abort:
       return { type, ...parseCoded(payload, 'ABORT', false) };
     case FrameType.End:
-      return { type, digest: payload };
+      if (payload.length % 2 !== 0) throw malformed('END');
+      return { type, digests: payload };
     case FrameType.Verdict: {
       const digestLength = payload[2] ?? 0;
       if (digestLength > MAX_DIGEST_BYTES || payload.length < 3 + digestLength) throw malformed('VERDICT');

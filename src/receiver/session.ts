@@ -137,16 +137,21 @@ async function receiveFile(
 
     const end = await conn.expect([FrameType.End], 'RECEIVING');
     conn.setDataHandler(null);
-    if (end.digest.length !== algorithm.digestLength) {
-      throw new FerryError('ERR_MALFORMED_PAYLOAD', `END carries ${end.digest.length} bytes, ${algorithm.name} digests have ${algorithm.digestLength}`);
+    const h = algorithm.digestLength;
+    if (end.digests.length !== 2 * h) {
+      throw new FerryError('ERR_MALFORMED_PAYLOAD', `END carries ${end.digests.length} bytes, two ${algorithm.name} digests take ${2 * h}`);
     }
     await conn.local(() => fileSink.finish());
     const digest = hasher.digest();
+    const offerHasher = algorithm.create();
+    offerHasher.update(offer.payload);
     let verdict: FerryError | null = null;
     if (received !== offer.size) {
       verdict = new FerryError('ERR_SIZE_MISMATCH', `${received} of ${offer.size} bytes arrived before END`);
-    } else if (!digest.equals(end.digest)) {
+    } else if (!digest.equals(end.digests.subarray(0, h))) {
       verdict = new FerryError('ERR_HASH_MISMATCH', `${algorithm.name} digest mismatch: the data was altered in transit`);
+    } else if (!offerHasher.digest().equals(end.digests.subarray(h))) {
+      verdict = new FerryError('ERR_HASH_MISMATCH', 'the offer (name, size, mode or mtime) was altered in transit');
     }
     if (verdict === null) {
       try {

@@ -10,7 +10,7 @@ import { progressReporter } from '../events.js';
 import { SUPPORTED_ALGORITHMS, algorithmByName, chooseAlgorithm, type HashAlgorithm } from '../hash.js';
 import { FrameType, HEADER_SIZE } from '../protocol/constants.js';
 import { FerryError, exitCodeOf, toFerryError, type ErrorCode } from '../protocol/errors.js';
-import { encodeBye, encodeEnd, encodeHello, encodeOffer, frameDataInPlace } from '../protocol/messages.js';
+import { encodeBye, encodeEnd, encodeHello, encodeOffer, frameDataInPlace, payloadOf } from '../protocol/messages.js';
 import { printableName } from '../protocol/names.js';
 import { BufferPool, DEFAULT_CHUNK_SIZE, inspectSource, readChunk, type SourceFile } from './source.js';
 
@@ -128,7 +128,8 @@ async function sendOne(
   emit: EventListener,
 ): Promise<FileResult> {
   const started = performance.now();
-  await conn.write(encodeOffer({ ...source, algorithm: algorithm.id }));
+  const offer = encodeOffer({ ...source, algorithm: algorithm.id });
+  await conn.write(offer);
   const reply = await conn.expect([FrameType.Accept, FrameType.Refuse], 'OFFERED');
   if (reply.type === FrameType.Refuse) {
     const label = printableName(source.name);
@@ -144,10 +145,17 @@ async function sendOne(
     bytes: source.size,
     peer: conn.peer,
   }));
-  await conn.write(encodeEnd(digest));
+  const offerHasher = algorithm.create();
+  offerHasher.update(payloadOf(offer));
+  await conn.write(encodeEnd(digest, offerHasher.digest()));
   const verdict = await conn.expect([FrameType.Verdict], 'AWAIT_VERDICT');
   const seconds = (performance.now() - started) / 1000;
   const hash = { algorithm: algorithm.name, digest: digest.toString('hex') };
+  if (verdict.code === 'OK' && !verdict.digest.equals(digest)) {
+    // Only a damaged VERDICT can say OK with another digest: do not believe it.
+    const message = `${printableName(source.name)}: the receiver's verdict does not carry this file's digest`;
+    return { name: source.name, path: source.path, bytes: source.size, code: 'ERR_HASH_MISMATCH', message, hash, seconds };
+  }
   if (verdict.code === 'OK') {
     emit({ event: 'sent', name: source.name, bytes: source.size, hash, seconds });
     return { name: source.name, path: source.path, bytes: source.size, code: 'OK', message: 'verified', hash, seconds };
