@@ -17,6 +17,29 @@ import { rawConnect, type RawPeer } from './support/raw.js';
 let rx: Receiver;
 let dst: string;
 let parentBefore: string[];
+const errors: string[] = [];
+let onError = (): void => {};
+
+/**
+ * Resolves once the receiver reported the error `code` for a session. It
+ * reports it after the session's cleanup, so the temp file is gone by then.
+ */
+function receiverReported(code: string): Promise<void> {
+  return within(
+    new Promise<void>((resolve) => {
+      const check = (): void => {
+        const at = errors.indexOf(code);
+        if (at === -1) return;
+        errors.splice(at, 1);
+        resolve();
+      };
+      onError = check;
+      check();
+    }),
+    5000,
+    `the receiver's ${code} event`,
+  );
+}
 
 beforeAll(async () => {
   // Not tempDir(): this folder lives for the whole file (tempDir cleans after each test).
@@ -24,7 +47,17 @@ beforeAll(async () => {
   dst = join(root, 'inbox');
   await mkdir(dst);
   parentBefore = await readdir(root);
-  rx = await receive({ dir: dst, host: '127.0.0.1', port: 0, timeoutMs: 2000 });
+  rx = await receive({
+    dir: dst,
+    host: '127.0.0.1',
+    port: 0,
+    timeoutMs: 10_000,
+    onEvent: (e) => {
+      if (e.event !== 'error') return;
+      errors.push(e.code);
+      onError();
+    },
+  });
 });
 
 afterAll(async () => {
@@ -115,6 +148,7 @@ describe('the byte count of the offer is the law', () => {
     peer.send(data(Buffer.from('hello')));
     expect(await peer.frame(2)).toMatchObject({ type: FrameType.Abort, code: 'ERR_SIZE_MISMATCH' });
     await peer.closed();
+    await receiverReported('ERR_SIZE_MISMATCH');
     await stillServing();
   });
 
@@ -166,6 +200,7 @@ describe('the byte count of the offer is the law', () => {
     peer.send(encodeEnd(Buffer.alloc(16, 0), Buffer.alloc(16, 0)));
     expect(await peer.frame(2)).toMatchObject({ type: FrameType.Abort, code: 'ERR_MALFORMED_PAYLOAD' });
     await peer.closed();
+    await receiverReported('ERR_MALFORMED_PAYLOAD');
     await stillServing();
   });
 });

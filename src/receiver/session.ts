@@ -110,7 +110,7 @@ async function receiveFile(
   let sink: FileSink | undefined;
   try {
     try {
-      sink = await conn.local(() => FileSink.create(ctx.dir));
+      sink = await conn.local(() => FileSink.create(ctx.dir, ctx.fsync));
     } catch (err) {
       return await refuse(toFerryError(err), name);
     }
@@ -163,6 +163,9 @@ async function receiveFile(
       }
     }
     if (verdict) {
+      // Delete first: when the sender hears of the failure, nothing is left here.
+      await sink?.discard();
+      sink = undefined;
       await conn.write(encodeVerdict(verdict.code, digest, verdict.message));
       ctx.emit({
         event: 'error',

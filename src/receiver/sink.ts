@@ -18,6 +18,12 @@ const HIGH_WATER = 8 * 1024 * 1024;
 const LOW_WATER = 2 * 1024 * 1024;
 /** Buffers per writev call (IOV_MAX is 1024 on Linux). */
 const MAX_IOV = 256;
+/**
+ * With fsync on, start a background fdatasync after this many new bytes, so
+ * the disk writes while the network still delivers and the flush before
+ * naming the file has little left to do.
+ */
+const SYNC_EVERY = 64 * 1024 * 1024;
 
 export class FileSink {
   readonly tempPath: string;
@@ -32,17 +38,25 @@ export class FileSink {
   /** Called when the queue falls under the low-water mark after having been over the high one. */
   onDrain: () => void = () => {};
   private overHigh = false;
+  private readonly syncAhead: boolean;
+  private unsynced = 0;
+  private syncing: Promise<void> | null = null;
 
-  private constructor(tempPath: string, handle: FileHandle) {
+  private constructor(tempPath: string, handle: FileHandle, syncAhead: boolean) {
     this.tempPath = tempPath;
     this.handle = handle;
+    this.syncAhead = syncAhead;
   }
 
-  /** Creates a fresh temporary file in `dir` (O_EXCL: never follows or reuses anything). */
-  static async create(dir: string): Promise<FileSink> {
+  /**
+   * Creates a fresh temporary file in `dir` (O_EXCL: never follows or reuses
+   * anything). `syncAhead`: the file will be fsynced at commit, so start
+   * flushing it early.
+   */
+  static async create(dir: string, syncAhead = false): Promise<FileSink> {
     const tempPath = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}${TEMP_SUFFIX}`);
     try {
-      return new FileSink(tempPath, await open(tempPath, 'wx', 0o600));
+      return new FileSink(tempPath, await open(tempPath, 'wx', 0o600), syncAhead);
     } catch (err) {
       throw ioError(err, `cannot create a file in ${dir}`);
     }
@@ -69,6 +83,7 @@ export class FileSink {
   /** Waits until everything queued is on disk (in the page cache); throws the first write error. */
   async finish(): Promise<void> {
     while (this.writing) await this.writing;
+    if (this.syncing) await this.syncing;
     if (this.failure) throw this.failure;
   }
 
@@ -119,6 +134,7 @@ export class FileSink {
     this.queue = [];
     this.queued = 0;
     while (this.writing) await this.writing.catch(() => {});
+    if (this.syncing) await this.syncing;
     await this.close().catch(() => {});
     await unlink(this.tempPath).catch(() => {});
   }
@@ -129,6 +145,20 @@ export class FileSink {
     await this.handle.close();
   }
 
+  /** An early fdatasync, not awaited here: finish() waits for it; a failure fails the sink. */
+  private syncInBackground(): void {
+    this.unsynced = 0;
+    this.syncing = this.handle
+      .datasync()
+      .catch((err: unknown) => {
+        this.failure ??= ioError(err, 'cannot flush to disk');
+        this.onError(this.failure);
+      })
+      .finally(() => {
+        this.syncing = null;
+      });
+  }
+
   private async flush(): Promise<void> {
     try {
       while (this.queue.length > 0 && !this.failure) {
@@ -137,6 +167,8 @@ export class FileSink {
         for (const b of batch) bytes += b.length;
         await writeAll(this.handle, batch, bytes);
         this.queued -= bytes;
+        this.unsynced += bytes;
+        if (this.syncAhead && this.unsynced >= SYNC_EVERY && !this.syncing) this.syncInBackground();
         if (this.overHigh && this.queued < LOW_WATER) {
           this.overHigh = false;
           this.onDrain();
