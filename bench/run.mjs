@@ -25,7 +25,7 @@ import { makeTools } from './lib/tools.mjs';
 import { defineWorkloads, mib } from './lib/workloads.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = join(REPO, 'dist', 'cli.js');
+const CLI = join(REPO, 'dist', 'ferry.mjs');
 
 const DESTINATION_POLICY =
   'each run writes into a fresh empty directory, deleted after the run (then sync); source files are hot in the page cache';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const cli = fileURLToPath(new URL('../dist/ferry.mjs', import.meta.url));
 const SIZE = 256 * 1024 * 1024;
 const work = await mkdtemp(join(tmpdir(), 'ferry-demo-'));
 const inbox = join(work, 'inbox');

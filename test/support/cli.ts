@@ -1,10 +1,10 @@
-/** Runs the real `ferry` CLI (dist/cli.js) as child processes, with bounded waits. */
+/** Runs the real `ferry` command (dist/ferry.mjs, the package's bin) as child processes, with bounded waits. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach } from 'vitest';
 
-export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+export const CLI = fileURLToPath(new URL('../../dist/ferry.mjs', import.meta.url));
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` (npm test does it first)`);
 
 export interface FerryProcess {
