@@ -34,6 +34,9 @@ const LOOPBACK = '127.0.0.1';
 /** Flip when `ferry send DIR` exists: the "10k" workload then includes ferry. */
 const FERRY_SENDS_DIRECTORIES = false;
 
+/** One process, many library senders at once (the 'parallel-inproc' mode). */
+const MANY_SENDERS = new URL('./many-senders.mjs', import.meta.url).pathname;
+
 /** How long a daemon may take to finish after its client is done. */
 const DAEMON_EXIT_MS = 10_000;
 
@@ -123,6 +126,22 @@ function ferryTool({ cli, receiveArgs }) {
           throw new Error(`ferry receive reported ${receiver.events.received} files received, want ${payload.files}${receiver.events.errors.length ? `: ${receiver.events.errors[0]}` : ''}`);
         }
         return transferResult({ senders, receivers: [receiver.proc], receiverStartedAt: receiver.proc.startedAt, doneAt });
+      },
+      /**
+       * The same, but every sender is a connection of one process using the
+       * library (bench/lib/many-senders.mjs): the receiver's concurrency
+       * without a hundred Node start-ups.
+       */
+      'parallel-inproc': async (scope, payload, dst) => {
+        const receiver = await startReceiver(scope, dst, false);
+        const sender = scope.launch({ label: 'ferry library senders', argv: [node, MANY_SENDERS, LOOPBACK, String(receiver.port), ...payload.paths] });
+        const doneAt = await waitAll([sender]);
+        signalProgram(receiver.proc, 'SIGINT');
+        await waitAll([receiver.proc], [0, 130]);
+        if (receiver.events.received !== payload.files) {
+          throw new Error(`ferry receive reported ${receiver.events.received} files received, want ${payload.files}`);
+        }
+        return transferResult({ senders: [sender], receivers: [receiver.proc], receiverStartedAt: receiver.proc.startedAt, doneAt });
       },
     },
   };

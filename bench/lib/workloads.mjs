@@ -59,6 +59,7 @@ export function defineWorkloads(options) {
       prepare: async (dir) => makePartsAndWhole(dir, n, PART),
       rows: [
         row(`ferry x${n}`, 'ferry', 'parallel', 'parts', `nc x${n}`),
+        row(`ferry x${n} 1 proc`, 'ferry', 'parallel-inproc', 'parts', 'ferry 1 file'),
         row('ferry 1 file', 'ferry', 'file', 'whole', 'nc 1 file'),
         row(`nc x${n}`, 'nc', 'parallel', 'parts', null),
         row('nc 1 file', 'nc', 'file', 'whole', null),
