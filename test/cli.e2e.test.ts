@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { ferry, receiver, run } from './support/cli.js';
 import { fingerprint, listing, tempDir, writeSample } from './support/files.js';
+import { closedPort } from './support/ports.js';
 import { startProxy } from './support/proxy.js';
 
 const MiB = 1024 * 1024;
@@ -159,10 +160,7 @@ describe('integrity and failures', () => {
   test('a closed port: exit 1 and one clear line', async () => {
     const src = await tempDir();
     const file = await writeSample(src, 'x.txt', 1);
-    const probe = createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-    const port = (probe.address() as AddressInfo).port;
-    await new Promise((r) => probe.close(r));
+    const port = await closedPort();
     const tx = await run(['send', file.path, '--to', `127.0.0.1:${port}`]);
     expect(tx.code).toBe(1);
     expect(tx.stderr).toBe(`ferry: cannot connect to 127.0.0.1:${port}: connection refused (is \`ferry receive\` running there?)\n`);

@@ -12,6 +12,7 @@ import type { FerryEvent } from '../src/events.js';
 import { HashId } from '../src/protocol/constants.js';
 import { encodeHello, encodeOffer, frameDataInPlace } from '../src/protocol/messages.js';
 import { fingerprint, listing, sha256, tempDir, within, writeSample } from './support/files.js';
+import { closedPort } from './support/ports.js';
 import { rawConnect } from './support/raw.js';
 
 const MiB = 1024 * 1024;
@@ -197,10 +198,7 @@ describe('input errors', () => {
   test('a closed port: ERR_CONNECT, exit 1', async () => {
     const src = await tempDir();
     const file = await writeSample(src, 'x.bin', 10);
-    const probe = createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-    const port = (probe.address() as AddressInfo).port;
-    await new Promise((r) => probe.close(r));
+    const port = await closedPort();
     const summary = await within(send({ files: [file.path], host: '127.0.0.1', port }), 5000);
     expect(summary).toMatchObject({ exitCode: 1, error: { code: 'ERR_CONNECT' } });
   });
