@@ -47,9 +47,13 @@ export class Connection {
   readonly failed: Promise<never>;
   private rejectFailed!: (err: FerryError) => void;
 
-  constructor(socket: Socket, timeoutMs: number) {
+  /** Heartbeats (PROGRESS) are welcome from the peer: true on the sending side. */
+  private readonly acceptsHeartbeats: boolean;
+
+  constructor(socket: Socket, timeoutMs: number, options: { acceptsHeartbeats?: boolean } = {}) {
     this.socket = socket;
     this.timeoutMs = timeoutMs;
+    this.acceptsHeartbeats = options.acceptsHeartbeats ?? false;
     this.peer = formatPeer(socket.remoteAddress, socket.remotePort);
     this.decoder = new FrameDecoder({
       onFrame: (frame) => this.onFrame(frame),
@@ -166,6 +170,24 @@ export class Connection {
     }
   }
 
+  /**
+   * Sends `frame` every `everyMs` until the returned function is called: a
+   * heartbeat, so that a peer waiting on us (while our side of a slow link
+   * drains, or while we flush to disk) knows we are alive.
+   */
+  heartbeat(frame: () => Buffer, everyMs: number): () => void {
+    const timer = setInterval(() => {
+      if (!this.failure && !this.socket.writableEnded) this.socket.write(frame());
+    }, everyMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  /** Heartbeat period for this connection's timeout: a third of it, at most 5 s. */
+  get heartbeatMs(): number {
+    return Math.min(Math.max(this.timeoutMs / 3, 50), 5000);
+  }
+
   /** Tells the peer why we stop (best effort), then closes. Idempotent. */
   abort(err: FerryError): void {
     this.fail(err);
@@ -189,6 +211,10 @@ export class Connection {
   }
 
   private onFrame(frame: ControlFrame): void {
+    if (frame.type === FrameType.Progress && this.acceptsHeartbeats) {
+      // Its arrival already refreshed the deadline; that is all it is for.
+      return;
+    }
     if (frame.type === FrameType.Abort) {
       this.fail(new FerryError(frame.code, `${this.peer} aborted: ${frame.message || frame.code}`, { remote: true }));
       this.socket.end();

@@ -13,6 +13,7 @@ import { HashId } from '../src/protocol/constants.js';
 import { encodeHello, encodeOffer, frameDataInPlace } from '../src/protocol/messages.js';
 import { fingerprint, listing, sha256, tempDir, within, writeSample } from './support/files.js';
 import { closedPort } from './support/ports.js';
+import { startProxy } from './support/proxy.js';
 import { rawConnect } from './support/raw.js';
 
 const MiB = 1024 * 1024;
@@ -271,4 +272,22 @@ test.skipIf(!(await hasIpv6()))('by default the receiver listens on all interfac
   await rx.close();
   const peers = events.flatMap((e) => (e.event === 'received' ? [e.peer] : []));
   expect(peers).toEqual([expect.stringMatching(/^\[::1\]:\d+$/), expect.stringMatching(/^127\.0\.0\.1:\d+$/)]);
+});
+
+test('a slow link is not a dead one: the receiver heartbeats while a 1 MiB chunk takes longer than the timeout to drain', async () => {
+  const src = await tempDir();
+  const dst = await tempDir();
+  const file = await writeSample(src, 'slow.bin', 1_200_000);
+  const { rx } = await startReceiver(dst, { timeoutMs: 600 });
+  // About 2.4 s for the file, so each 1 MiB write takes 2 s to hand over: four timeouts' worth.
+  const proxy = await startProxy({ host: '127.0.0.1', port: rx.port }, { bytesPerSecond: 500_000 });
+  try {
+    const summary = await within(send({ files: [file.path], host: '127.0.0.1', port: proxy.port, timeoutMs: 600 }), 15_000);
+    expect(summary.error).toBeUndefined();
+    expect(summary.exitCode).toBe(0);
+    expect(fingerprint(await readFile(join(dst, 'slow.bin')))).toEqual(fingerprint(file.content));
+  } finally {
+    await proxy.close();
+    await rx.close();
+  }
 });

@@ -62,6 +62,11 @@ export interface VerdictFrame {
   digest: Buffer;
   message: string;
 }
+export interface ProgressFrame {
+  type: FrameType.Progress;
+  /** Bytes of the current file the receiver has taken in. */
+  received: number;
+}
 export interface AbortFrame {
   type: FrameType.Abort;
   code: ErrorCode;
@@ -77,6 +82,7 @@ export type ControlFrame =
   | RefuseFrame
   | EndFrame
   | VerdictFrame
+  | ProgressFrame
   | AbortFrame;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -205,6 +211,12 @@ export function encodeVerdict(code: ErrorCode, digest: Uint8Array, message = '')
   return encodeFrame(FrameType.Verdict, payload);
 }
 
+export function encodeProgress(received: number): Buffer {
+  const payload = Buffer.alloc(8);
+  payload.writeBigUInt64BE(BigInt(received), 0);
+  return encodeFrame(FrameType.Progress, payload);
+}
+
 function parseCoded(payload: Buffer, what: string, allowOk: boolean): { code: ErrorCode; message: string } {
   const status = payload.readUInt16BE(0);
   if (status === 0 && !allowOk) throw malformed(what);
@@ -251,6 +263,11 @@ export function parseControl(type: FrameType, payload: Buffer): ControlFrame {
       const offset = payload.readBigUInt64BE(0);
       if (offset > BigInt(MAX_FILE_SIZE)) throw malformed('ACCEPT');
       return { type, offset: Number(offset) };
+    }
+    case FrameType.Progress: {
+      const received = payload.readBigUInt64BE(0);
+      if (received > BigInt(MAX_FILE_SIZE)) throw malformed('PROGRESS');
+      return { type, received: Number(received) };
     }
     case FrameType.Refuse:
       return { type, ...parseCoded(payload, 'REFUSE', false) };

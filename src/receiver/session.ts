@@ -10,7 +10,7 @@ import { progressReporter, type EventListener } from '../events.js';
 import { SUPPORTED_ALGORITHMS, algorithmById } from '../hash.js';
 import { FrameType } from '../protocol/constants.js';
 import { FerryError, exitCodeOf, toFerryError, type ErrorCode } from '../protocol/errors.js';
-import { encodeAccept, encodeHello, encodeRefuse, encodeVerdict, type OfferFrame } from '../protocol/messages.js';
+import { encodeAccept, encodeHello, encodeProgress, encodeRefuse, encodeVerdict, type OfferFrame } from '../protocol/messages.js';
 import { printableName, validateName } from '../protocol/names.js';
 import { FileSink, pathExists } from './sink.js';
 
@@ -108,6 +108,7 @@ async function receiveFile(
   ctx.inFlight.add(name);
   naming(name);
   let sink: FileSink | undefined;
+  let stopHeartbeat = (): void => {};
   try {
     try {
       sink = await conn.local(() => FileSink.create(ctx.dir, ctx.fsync));
@@ -132,6 +133,9 @@ async function receiveFile(
       if (fileSink.full) conn.pauseData();
     });
     await conn.write(encodeAccept(0));
+    // Until the verdict the sender hears nothing else from us: on a slow link
+    // its writes take long to drain, and a large fsync takes a while.
+    stopHeartbeat = conn.heartbeat(() => encodeProgress(received), conn.heartbeatMs);
     ctx.emit({ event: 'start', side: 'receive', name, bytes: offer.size, peer: conn.peer });
     progress(0);
 
@@ -162,6 +166,7 @@ async function receiveFile(
         if (verdict.code !== 'ERR_EXISTS') throw verdict;
       }
     }
+    stopHeartbeat();
     if (verdict) {
       // Delete first: when the sender hears of the failure, nothing is left here.
       await sink?.discard();
@@ -189,6 +194,7 @@ async function receiveFile(
     });
     return 'OK';
   } finally {
+    stopHeartbeat();
     conn.setDataHandler(null);
     await sink?.discard();
     ctx.inFlight.delete(name);

@@ -80,7 +80,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
 
   let conn: Connection;
   try {
-    conn = new Connection(await dial(options.host, options.port, timeoutMs, options.signal), timeoutMs);
+    conn = new Connection(await dial(options.host, options.port, timeoutMs, options.signal), timeoutMs, { acceptsHeartbeats: true });
   } catch (err) {
     return finish(toFerryError(err));
   }

@@ -3,13 +3,16 @@
  * so tests can send what a correct sender never would and read what comes back.
  */
 import { connect, type Socket } from 'node:net';
+import { FrameType } from '../../src/protocol/constants.js';
 import { FrameDecoder } from '../../src/protocol/decoder.js';
 import { plain, type PlainFrame } from './decode.js';
 
 export interface RawPeer {
   socket: Socket;
-  /** Frames received so far, decoded. */
+  /** Frames received so far, decoded (PROGRESS heartbeats left out: see `heartbeats`). */
   frames: PlainFrame[];
+  /** How many PROGRESS heartbeats arrived. */
+  heartbeats(): number;
   send(bytes: Buffer): void;
   /** Resolves with the n-th received frame (0-based), or rejects after `ms`. */
   frame(n: number, ms?: number): Promise<PlainFrame>;
@@ -25,9 +28,18 @@ export async function rawConnect(port: number, host = '127.0.0.1'): Promise<RawP
   });
   socket.on('error', () => {});
   const frames: PlainFrame[] = [];
+  let heartbeats = 0;
   let notify = (): void => {};
   let ended = false;
-  const decoder = new FrameDecoder({ onFrame: (f) => (frames.push(plain(f)), notify()), onData: () => {} });
+  // Heartbeats (PROGRESS) come at the receiver's pace: kept out of `frames` so indices stay stable.
+  const decoder = new FrameDecoder({
+    onFrame: (f) => {
+      if (f.type === FrameType.Progress) heartbeats++;
+      else frames.push(plain(f));
+      notify();
+    },
+    onData: () => {},
+  });
   socket.on('data', (chunk: Buffer) => {
     try {
       decoder.push(chunk);
@@ -55,6 +67,7 @@ export async function rawConnect(port: number, host = '127.0.0.1'): Promise<RawP
   return {
     socket,
     frames,
+    heartbeats: () => heartbeats,
     send: (bytes) => void socket.write(bytes),
     frame: async (n, ms = 5000) => {
       await waitFor(() => frames.length > n, `frame ${n}`, ms);
