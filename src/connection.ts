@@ -188,13 +188,27 @@ export class Connection {
     return Math.min(Math.max(this.timeoutMs / 3, 50), 5000);
   }
 
-  /** Tells the peer why we stop (best effort), then closes. Idempotent. */
+  /**
+   * Tells the peer why we stop (best effort), then closes. Idempotent.
+   * Input is drained meanwhile: closing a socket with unread bytes sends a
+   * reset, and the peer would see "connection reset" instead of our ABORT.
+   * `closed` resolves when the peer has closed too, or after a grace period.
+   */
   abort(err: FerryError): void {
     this.fail(err);
     if (this.socket.destroyed || this.socket.writableEnded) return;
     this.socket.write(encodeAbort(err.code, err.message));
     this.socket.end();
+    this.drainInput();
     setTimeout(() => this.socket.destroy(), ABORT_GRACE_MS).unref();
+  }
+
+  /** Reads and drops whatever the peer still sends, until it closes. */
+  private drainInput(): void {
+    this.socket.removeAllListeners('data');
+    this.socket.on('data', () => {});
+    this.socket.on('end', () => this.socket.destroy());
+    this.socket.resume();
   }
 
   /** Closes after everything written has been flushed. */

@@ -102,10 +102,12 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     if (!closing) {
       closing = reason ?? new FerryError('ERR_SHUTDOWN', 'the receiver is shutting down');
       server.close();
-      for (const conn of sessions.keys()) conn.abort(closing);
+      const conns = [...sessions.keys()];
+      for (const conn of conns) conn.abort(closing);
       let timer: NodeJS.Timeout | undefined;
       const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));
-      await Promise.race([Promise.all(sessions.values()), grace]);
+      // Sessions delete their temp files; connections let the ABORT reach the sender.
+      await Promise.race([Promise.all([...sessions.values(), ...conns.map((c) => c.closed)]), grace]);
       clearTimeout(timer);
       for (const conn of sessions.keys()) conn.destroy();
       options.signal?.removeEventListener('abort', onAbort);

@@ -39,8 +39,9 @@ export async function runSession(conn: Connection, ctx: SessionContext): Promise
     for (;;) {
       const frame = await conn.expect([FrameType.Offer, FrameType.Bye], 'IDLE');
       if (frame.type === FrameType.Bye) break;
-      current = undefined;
       const code = await receiveFile(conn, frame, ctx, (name) => (current = name));
+      // That file is settled: a later failure is the session's, not the file's.
+      current = undefined;
       worst = Math.max(worst, exitCodeOf(code));
     }
     await conn.end();
@@ -69,7 +70,7 @@ async function receiveFile(
   conn: Connection,
   offer: OfferFrame,
   ctx: SessionContext,
-  naming: (name: string) => void,
+  naming: (name: string | undefined) => void,
 ): Promise<ErrorCode> {
   const refuse = async (err: FerryError, name?: string): Promise<ErrorCode> => {
     await conn.write(encodeRefuse(err.code, err.message));
@@ -161,6 +162,8 @@ async function receiveFile(
       try {
         await conn.local(() => fileSink.commit(finalPath, { mode: offer.mode, mtimeMs: offer.mtimeMs, overwrite: ctx.overwrite, fsync: ctx.fsync }));
         sink = undefined;
+        // Saved under its name: from here on, a failure is the session's, not this file's.
+        naming(undefined);
       } catch (err) {
         verdict = toFerryError(err);
         if (verdict.code !== 'ERR_EXISTS') throw verdict;
@@ -182,7 +185,7 @@ async function receiveFile(
       });
       return verdict.code;
     }
-    await conn.write(encodeVerdict('OK', digest));
+    // Reported before the verdict goes out: the file is saved even if the sender never hears so.
     ctx.emit({
       event: 'received',
       name,
@@ -192,6 +195,7 @@ async function receiveFile(
       seconds: (performance.now() - started) / 1000,
       peer: conn.peer,
     });
+    await conn.write(encodeVerdict('OK', digest));
     return 'OK';
   } finally {
     stopHeartbeat();

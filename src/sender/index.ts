@@ -110,9 +110,15 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     return finish();
   } catch (err) {
     const error = toFerryError(conn.error?.code === 'ERR_SIGINT' || conn.error?.code === 'ERR_SIGTERM' ? conn.error : err);
-    // Tell the receiver why, unless it told us.
-    if (!error.remote) conn.abort(error);
-    else conn.destroy();
+    // Tell the receiver why, unless it told us. The ABORT is queued behind
+    // DATA already written: wait until it is out (abort() destroys the socket
+    // after a grace period at the latest), or a CLI exiting next would drop it.
+    if (!error.remote) {
+      conn.abort(error);
+      await conn.closed;
+    } else {
+      conn.destroy();
+    }
     return finish(error);
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
@@ -203,7 +209,8 @@ async function streamFile(
     }
     await conn.drained();
     const after = await handle.stat();
-    if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || before.size !== source.size) {
+    // ctime too: a rewrite that puts the mtime back (cp -p, rsync -t, tar) cannot reset it.
+    if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || after.ctimeMs !== before.ctimeMs || before.size !== source.size) {
       throw new FerryError('ERR_SOURCE_CHANGED', `${source.path}: file changed while being sent`);
     }
     return hasher.digest();
