@@ -14,8 +14,8 @@ export const TEMP_PREFIX = '.ferry-';
 export const TEMP_SUFFIX = '.part';
 
 /** Pause the socket above this many bytes waiting for the disk; resume below the low mark. */
-const HIGH_WATER = 8 * 1024 * 1024;
-const LOW_WATER = 2 * 1024 * 1024;
+const HIGH_WATER = 4 * 1024 * 1024;
+const LOW_WATER = 1024 * 1024;
 /** Buffers per writev call (IOV_MAX is 1024 on Linux). */
 const MAX_IOV = 256;
 /**
