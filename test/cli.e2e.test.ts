@@ -133,7 +133,7 @@ describe('integrity and failures', () => {
     try {
       const tx = await run(['send', file.path, '--to', `127.0.0.1:${proxy.port}`, '--json']);
       expect(tx.code).toBe(1);
-      expect(tx.events.at(-1)).toMatchObject({ event: 'error', exitCode: 1 });
+      expect(tx.events.at(-1)).toMatchObject({ event: 'error', exitCode: 1, name: 'cut.bin' });
       expect(await rx.exit()).toBe(1);
       expect(rx.events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_TRUNCATED', name: 'cut.bin' }));
       expect(await listing(dst)).toEqual([]);

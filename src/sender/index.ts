@@ -67,12 +67,14 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   for (const path of options.files) sources.push(await inspectSource(path));
 
   const results: FileResult[] = [];
+  /** The file on the wire, if any: a session failure is reported against it. */
+  let current: SourceFile | undefined;
   const finish = (error?: FerryError): SendSummary => {
     if (error) {
       for (const source of sources.slice(results.length)) {
         results.push(failed(source, error, 0));
       }
-      emit({ event: 'error', code: error.code, message: error.message, exitCode: error.exitCode });
+      emit({ event: 'error', code: error.code, message: error.message, exitCode: error.exitCode, ...(current ? { name: current.name } : {}) });
     }
     const exitCode = Math.max(0, ...results.map((r) => exitCodeOf(r.code)));
     return error ? { exitCode, files: results, error } : { exitCode, files: results };
@@ -99,7 +101,9 @@ export async function send(options: SendOptions): Promise<SendSummary> {
       throw new FerryError('ERR_UNSUPPORTED_HASH', `the receiver does not support ${forced?.name ?? 'any hash this sender knows'}`);
     }
     for (const source of sources) {
+      current = source;
       const result = await sendOne(conn, source, algorithm, pool, emit);
+      current = undefined;
       results.push(result);
       if (result.code !== 'OK') {
         emit({ event: 'error', code: result.code, message: result.message, exitCode: exitCodeOf(result.code), name: result.name });
