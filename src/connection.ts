@@ -11,7 +11,7 @@
 import type { Socket } from 'node:net';
 import { FrameType } from './protocol/constants.js';
 import { FrameDecoder } from './protocol/decoder.js';
-import { FerryError, toFerryError, type ErrorCode } from './protocol/errors.js';
+import { FerryError, toFerryError } from './protocol/errors.js';
 import { encodeAbort, type ControlFrame } from './protocol/messages.js';
 
 export type DataHandler = (piece: Buffer) => void;
@@ -321,9 +321,4 @@ function formatPeer(address: string | undefined, port: number | undefined): stri
   if (!address) return 'peer';
   const host = address.startsWith('::ffff:') ? address.slice(7) : address;
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-/** For messages: the code's meaning in a few words. */
-export function describe(code: ErrorCode): string {
-  return code.replace(/^ERR_/, '').toLowerCase().replace(/_/g, ' ');
 }
