@@ -114,3 +114,9 @@ export function toFerryError(err: unknown, fallback: ErrorCode = 'ERR_TRANSFER')
   const message = err instanceof Error ? err.message : String(err);
   return new FerryError(fallback, message, { cause: err });
 }
+
+/** Why an AbortSignal fired, as a FerryError: its reason if it is one, ERR_SIGINT otherwise. */
+export function abortError(signal: AbortSignal | undefined): FerryError {
+  const reason: unknown = signal?.reason;
+  return reason instanceof FerryError ? reason : new FerryError('ERR_SIGINT', 'interrupted');
+}

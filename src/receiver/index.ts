@@ -6,7 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { stat } from 'node:fs/promises';
 import { Connection, DEFAULT_TIMEOUT_MS } from '../connection.js';
 import type { EventListener } from '../events.js';
-import { FerryError, toFerryError } from '../protocol/errors.js';
+import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
 import { runSession, type SessionContext } from './session.js';
 
 export const DEFAULT_PORT = 7878;
@@ -117,8 +117,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   }
 
   const onAbort = (): void => {
-    const reason = options.signal?.reason;
-    const err = reason instanceof FerryError ? reason : new FerryError('ERR_SIGINT', 'interrupted');
+    const err = abortError(options.signal);
     void shutdown(err, err.exitCode);
   };
 

@@ -9,7 +9,7 @@ import type { EventListener, HashInfo } from '../events.js';
 import { progressReporter } from '../events.js';
 import { SUPPORTED_ALGORITHMS, algorithmByName, chooseAlgorithm, type HashAlgorithm } from '../hash.js';
 import { FrameType, HEADER_SIZE } from '../protocol/constants.js';
-import { FerryError, exitCodeOf, toFerryError, type ErrorCode } from '../protocol/errors.js';
+import { FerryError, abortError, exitCodeOf, toFerryError, type ErrorCode } from '../protocol/errors.js';
 import { encodeBye, encodeEnd, encodeHello, encodeOffer, frameDataInPlace, payloadOf } from '../protocol/messages.js';
 import { printableName } from '../protocol/names.js';
 import { BufferPool, DEFAULT_CHUNK_SIZE, inspectSource, readChunk, type SourceFile } from './source.js';
@@ -86,10 +86,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   } catch (err) {
     return finish(toFerryError(err));
   }
-  const onAbort = (): void => {
-    const reason = options.signal?.reason;
-    conn.abort(reason instanceof FerryError ? reason : new FerryError('ERR_SIGINT', 'interrupted'));
-  };
+  const onAbort = (): void => conn.abort(abortError(options.signal));
   options.signal?.addEventListener('abort', onAbort, { once: true });
   if (options.signal?.aborted) onAbort();
 
@@ -245,8 +242,7 @@ function dial(host: string, port: number, timeoutMs: number, signal?: AbortSigna
     }, timeoutMs);
     const onAbort = (): void => {
       socket.destroy();
-      const reason = signal?.reason;
-      reject(reason instanceof FerryError ? reason : new FerryError('ERR_SIGINT', 'interrupted'));
+      reject(abortError(signal));
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     socket.once('connect', () => {
