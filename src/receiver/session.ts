@@ -160,7 +160,7 @@ async function receiveFile(
     }
     if (verdict === null) {
       try {
-        await conn.local(() => fileSink.commit(finalPath, { mode: offer.mode, mtimeMs: offer.mtimeMs, overwrite: ctx.overwrite, fsync: ctx.fsync }));
+        await conn.local(() => fileSink.commit(finalPath, { mode: offer.mode, mtimeMs: offer.mtimeMs, overwrite: ctx.overwrite }));
         sink = undefined;
         // Saved under its name: from here on, a failure is the session's, not this file's.
         naming(undefined);

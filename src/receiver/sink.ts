@@ -38,25 +38,26 @@ export class FileSink {
   /** Called when the queue falls under the low-water mark after having been over the high one. */
   onDrain: () => void = () => {};
   private overHigh = false;
-  private readonly syncAhead: boolean;
+  /** fsync before naming the file, and flush ahead while writing. */
+  private readonly fsync: boolean;
   private unsynced = 0;
   private syncing: Promise<void> | null = null;
 
-  private constructor(tempPath: string, handle: FileHandle, syncAhead: boolean) {
+  private constructor(tempPath: string, handle: FileHandle, fsync: boolean) {
     this.tempPath = tempPath;
     this.handle = handle;
-    this.syncAhead = syncAhead;
+    this.fsync = fsync;
   }
 
   /**
    * Creates a fresh temporary file in `dir` (O_EXCL: never follows or reuses
-   * anything). `syncAhead`: the file will be fsynced at commit, so start
-   * flushing it early.
+   * anything). `fsync`: flush it to disk before commit() names it, starting
+   * early in the background.
    */
-  static async create(dir: string, syncAhead = false): Promise<FileSink> {
+  static async create(dir: string, fsync: boolean): Promise<FileSink> {
     const tempPath = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}${TEMP_SUFFIX}`);
     try {
-      return new FileSink(tempPath, await open(tempPath, 'wx', 0o600), syncAhead);
+      return new FileSink(tempPath, await open(tempPath, 'wx', 0o600), fsync);
     } catch (err) {
       throw ioError(err, `cannot create a file in ${dir}`);
     }
@@ -92,13 +93,13 @@ export class FileSink {
    * existing name is never replaced: the name is taken with link(), which
    * fails if it exists, even when another process created it a moment ago.
    */
-  async commit(finalPath: string, meta: { mode: number; mtimeMs: number; overwrite: boolean; fsync: boolean }): Promise<void> {
+  async commit(finalPath: string, meta: { mode: number; mtimeMs: number; overwrite: boolean }): Promise<void> {
     await this.finish();
     try {
       await this.handle.chmod(meta.mode & 0o777);
       const mtime = meta.mtimeMs / 1000;
       await this.handle.utimes(mtime, mtime);
-      if (meta.fsync) await this.handle.sync();
+      if (this.fsync) await this.handle.sync();
     } catch (err) {
       throw ioError(err, 'cannot finish the file');
     } finally {
@@ -168,7 +169,7 @@ export class FileSink {
         await writeAll(this.handle, batch, bytes);
         this.queued -= bytes;
         this.unsynced += bytes;
-        if (this.syncAhead && this.unsynced >= SYNC_EVERY && !this.syncing) this.syncInBackground();
+        if (this.fsync && this.unsynced >= SYNC_EVERY && !this.syncing) this.syncInBackground();
         if (this.overHigh && this.queued < LOW_WATER) {
           this.overHigh = false;
           this.onDrain();
