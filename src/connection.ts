@@ -171,21 +171,18 @@ export class Connection {
   }
 
   /**
-   * Sends `frame` every `everyMs` until the returned function is called: a
-   * heartbeat, so that a peer waiting on us (while our side of a slow link
-   * drains, or while we flush to disk) knows we are alive.
+   * Sends `frame` until the returned function is called: a heartbeat, so
+   * that a peer waiting on us (while our side of a slow link drains, or while
+   * we flush to disk) knows we are alive. Every third of the timeout, at most
+   * every 5 s (docs/protocol.md, section 4, rule 7).
    */
-  heartbeat(frame: () => Buffer, everyMs: number): () => void {
+  heartbeat(frame: () => Buffer): () => void {
+    const everyMs = Math.min(Math.max(this.timeoutMs / 3, 50), 5000);
     const timer = setInterval(() => {
       if (!this.failure && !this.socket.writableEnded) this.socket.write(frame());
     }, everyMs);
     timer.unref();
     return () => clearInterval(timer);
-  }
-
-  /** Heartbeat period for this connection's timeout: a third of it, at most 5 s. */
-  get heartbeatMs(): number {
-    return Math.min(Math.max(this.timeoutMs / 3, 50), 5000);
   }
 
   /**

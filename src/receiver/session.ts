@@ -136,7 +136,7 @@ async function receiveFile(
     await conn.write(encodeAccept(0));
     // Until the verdict the sender hears nothing else from us: on a slow link
     // its writes take long to drain, and a large fsync takes a while.
-    stopHeartbeat = conn.heartbeat(() => encodeProgress(received), conn.heartbeatMs);
+    stopHeartbeat = conn.heartbeat(() => encodeProgress(received));
     ctx.emit({ event: 'start', side: 'receive', name, bytes: offer.size, peer: conn.peer });
     progress(0);
 
