@@ -22,6 +22,13 @@ export interface HashAlgorithm {
   create(): Hasher;
 }
 
+/** The digest of one buffer (the OFFER payload's, carried in END). */
+export function digestOf(algorithm: HashAlgorithm, data: Uint8Array): Buffer {
+  const hasher = algorithm.create();
+  hasher.update(data);
+  return hasher.digest();
+}
+
 interface Blake3Module {
   Blake3Hasher: new () => { update(input: Uint8Array): unknown; digestBuffer(): Buffer };
 }

@@ -7,7 +7,7 @@ import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Connection } from '../connection.js';
 import { progressReporter, type EventListener } from '../events.js';
-import { SUPPORTED_ALGORITHMS, algorithmById } from '../hash.js';
+import { SUPPORTED_ALGORITHMS, algorithmById, digestOf } from '../hash.js';
 import { FrameType } from '../protocol/constants.js';
 import { FerryError, exitCodeOf, toFerryError, type ErrorCode } from '../protocol/errors.js';
 import { encodeAccept, encodeHello, encodeProgress, encodeRefuse, encodeVerdict, type OfferFrame } from '../protocol/messages.js';
@@ -148,14 +148,12 @@ async function receiveFile(
     }
     await conn.local(() => fileSink.finish());
     const digest = hasher.digest();
-    const offerHasher = algorithm.create();
-    offerHasher.update(offer.payload);
     let verdict: FerryError | null = null;
     if (received !== offer.size) {
       verdict = new FerryError('ERR_SIZE_MISMATCH', `${received} of ${offer.size} bytes arrived before END`);
     } else if (!digest.equals(end.digests.subarray(0, h))) {
       verdict = new FerryError('ERR_HASH_MISMATCH', `${algorithm.name} digest mismatch: the data was altered in transit`);
-    } else if (!offerHasher.digest().equals(end.digests.subarray(h))) {
+    } else if (!digestOf(algorithm, offer.payload).equals(end.digests.subarray(h))) {
       verdict = new FerryError('ERR_HASH_MISMATCH', 'the offer (name, size, mode or mtime) was altered in transit');
     }
     if (verdict === null) {

@@ -7,7 +7,7 @@ import { open } from 'node:fs/promises';
 import { Connection, DEFAULT_TIMEOUT_MS } from '../connection.js';
 import type { EventListener, HashInfo } from '../events.js';
 import { progressReporter } from '../events.js';
-import { SUPPORTED_ALGORITHMS, algorithmByName, chooseAlgorithm, type HashAlgorithm } from '../hash.js';
+import { SUPPORTED_ALGORITHMS, algorithmByName, chooseAlgorithm, digestOf, type HashAlgorithm } from '../hash.js';
 import { FrameType, HEADER_SIZE } from '../protocol/constants.js';
 import { FerryError, abortError, exitCodeOf, toFerryError, type ErrorCode } from '../protocol/errors.js';
 import { encodeBye, encodeEnd, encodeHello, encodeOffer, frameDataInPlace, payloadOf } from '../protocol/messages.js';
@@ -152,9 +152,7 @@ async function sendOne(
     bytes: source.size,
     peer: conn.peer,
   }));
-  const offerHasher = algorithm.create();
-  offerHasher.update(payloadOf(offer));
-  await conn.write(encodeEnd(digest, offerHasher.digest()));
+  await conn.write(encodeEnd(digest, digestOf(algorithm, payloadOf(offer))));
   const verdict = await conn.expect([FrameType.Verdict], 'AWAIT_VERDICT');
   const seconds = (performance.now() - started) / 1000;
   const hash = { algorithm: algorithm.name, digest: digest.toString('hex') };
