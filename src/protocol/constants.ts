@@ -21,6 +21,12 @@ export const enum FrameType {
   Hello = 0x0001,
   /** Sender: no more offers, close. Empty payload. */
   Bye = 0x0002,
+  /** Both ways, before TLS: a SPAKE2 share (SEC1 uncompressed P-256 point, 65 bytes). docs/security.md. */
+  Pake = 0x0003,
+  /** Both ways, before TLS: SPAKE2 key confirmation, an HMAC-SHA256 tag (32 bytes). */
+  Confirm = 0x0004,
+  /** Receiver, before TLS: both codes matched; the next bytes on the wire are TLS. Empty payload. */
+  Secure = 0x0005,
   /** Sender: size, mtime, mode, hash algorithm and name of the next file. */
   Offer = 0x0010,
   /** Receiver: go ahead from this byte offset (always 0 in version 1). */
@@ -62,6 +68,9 @@ export const MAX_FILE_SIZE = Number.MAX_SAFE_INTEGER;
 export const PAYLOAD_LIMITS: ReadonlyMap<number, readonly [number, number]> = new Map<number, readonly [number, number]>([
   [FrameType.Hello, [5, 5 + 255]],
   [FrameType.Bye, [0, 0]],
+  [FrameType.Pake, [65, 65]],
+  [FrameType.Confirm, [32, 32]],
+  [FrameType.Secure, [0, 0]],
   [FrameType.Offer, [OFFER_FIXED_BYTES + 1, OFFER_FIXED_BYTES + MAX_OFFER_NAME_BYTES]],
   [FrameType.Accept, [8, 8]],
   [FrameType.Refuse, [2, 2 + MAX_MESSAGE_BYTES]],
@@ -81,6 +90,9 @@ export const enum HashId {
 export const FRAME_NAMES: ReadonlyMap<number, string> = new Map([
   [FrameType.Hello, 'HELLO'],
   [FrameType.Bye, 'BYE'],
+  [FrameType.Pake, 'PAKE'],
+  [FrameType.Confirm, 'CONFIRM'],
+  [FrameType.Secure, 'SECURE'],
   [FrameType.Offer, 'OFFER'],
   [FrameType.Accept, 'ACCEPT'],
   [FrameType.Refuse, 'REFUSE'],

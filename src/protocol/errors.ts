@@ -28,6 +28,10 @@ const CODES = {
   ERR_NAME_TOO_LONG: { wire: 0x0103, exit: ExitCode.Refused },
   ERR_TOO_LARGE: { wire: 0x0104, exit: ExitCode.Refused },
   ERR_UNSUPPORTED_HASH: { wire: 0x0105, exit: ExitCode.Refused },
+  // The session was refused before any file (exit 4): docs/security.md.
+  ERR_BAD_CODE: { wire: 0x0106, exit: ExitCode.Refused },
+  ERR_RATE_LIMITED: { wire: 0x0107, exit: ExitCode.Refused },
+  ERR_INSECURE_MISMATCH: { wire: 0x0108, exit: ExitCode.Refused },
   // Integrity: bytes arrived but are not the file (exit 3).
   ERR_HASH_MISMATCH: { wire: 0x0201, exit: ExitCode.Integrity },
   ERR_SIZE_MISMATCH: { wire: 0x0202, exit: ExitCode.Integrity },

@@ -28,6 +28,18 @@ export interface HelloFrame {
 export interface ByeFrame {
   type: FrameType.Bye;
 }
+/** Handshake frames (docs/security.md): opaque bytes whose length the header already checked. */
+export interface PakeFrame {
+  type: FrameType.Pake;
+  share: Buffer;
+}
+export interface ConfirmFrame {
+  type: FrameType.Confirm;
+  tag: Buffer;
+}
+export interface SecureFrame {
+  type: FrameType.Secure;
+}
 export interface OfferFrame {
   type: FrameType.Offer;
   size: number;
@@ -77,6 +89,9 @@ export interface AbortFrame {
 export type ControlFrame =
   | HelloFrame
   | ByeFrame
+  | PakeFrame
+  | ConfirmFrame
+  | SecureFrame
   | OfferFrame
   | AcceptFrame
   | RefuseFrame
@@ -235,7 +250,12 @@ export function parseControl(type: FrameType, payload: Buffer): ControlFrame {
       return { type, features: payload.readUInt32BE(0), algorithms: [...payload.subarray(5)] };
     }
     case FrameType.Bye:
+    case FrameType.Secure:
       return { type };
+    case FrameType.Pake:
+      return { type, share: payload };
+    case FrameType.Confirm:
+      return { type, tag: payload };
     case FrameType.Offer: {
       const size = payload.readBigUInt64BE(0);
       const mode = payload.readUInt32BE(16);
