@@ -10,6 +10,7 @@ import { DEFAULT_TIMEOUT_MS } from './connection.js';
 import { Output } from './output.js';
 import { FerryError, toFerryError } from './protocol/errors.js';
 import { DEFAULT_PORT, receive } from './receiver/index.js';
+import { cleanPartials } from './receiver/paths.js';
 import { send } from './sender/index.js';
 
 interface CommonArgs {
@@ -18,11 +19,12 @@ interface CommonArgs {
   timeout: number;
 }
 
-function outputFor(args: CommonArgs): Output {
+function outputFor(args: CommonArgs, out: NodeJS.WritableStream = process.stdout): Output {
   return new Output({
     json: args.json,
     quiet: args.quiet,
     bars: !args.json && !args.quiet && process.stderr.isTTY === true,
+    out,
   });
 }
 
@@ -70,9 +72,16 @@ function parsePort(value: string | number, what: string): number {
   return n;
 }
 
+/**
+ * yargs drops a lone '-' from positionals; it stands for standard input, so
+ * it is carried through parsing under another spelling and restored.
+ */
+const STDIN_ARG = '\u0000stdin';
+const fromArg = (value: string): string => (value === STDIN_ARG ? '-' : value);
+
 async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
-  await yargs(argv)
+  await yargs(argv.map((a) => (a === '-' ? STDIN_ARG : a)))
     .scriptName('ferry')
     .usage('$0 <command>\n\nFast, verified file transfer: `ferry receive` on one host, `ferry send FILE --to HOST` on the other.')
     .option('json', { type: 'boolean', default: false, describe: 'newline-delimited JSON events on stdout' })
@@ -89,9 +98,17 @@ async function main(argv: string[]): Promise<number> {
           .option('once', { type: 'boolean', default: false, describe: "exit after the first sender's transfer, with its exit code" })
           .option('overwrite', { type: 'boolean', default: false, describe: 'replace existing files (default: refuse them)' })
           .option('max-size', { type: 'number', describe: 'refuse files larger than this many bytes' })
-          .option('fsync', { type: 'boolean', default: true, describe: 'flush each file to disk before naming it (--no-fsync to skip)' }),
+          .option('fsync', { type: 'boolean', default: true, describe: 'flush each file to disk before naming it (--no-fsync to skip)' })
+          .option('stdout', { type: 'boolean', default: false, describe: 'write the one incoming file to standard output (implies --once; messages go to stderr)' })
+          .option('clean', { type: 'boolean', default: false, describe: 'delete the partial files kept for resuming (.ferry-*.part) under --dir, and exit' }),
       async (args) => {
-        const output = outputFor(args);
+        if (args.clean) {
+          const count = await cleanPartials(args.dir, { all: true });
+          if (args.json) process.stdout.write(`${JSON.stringify({ event: 'cleaned', dir: args.dir, files: count })}\n`);
+          else if (!args.quiet) process.stdout.write(`ferry: deleted ${count} partial file${count === 1 ? '' : 's'} under ${args.dir}\n`);
+          return;
+        }
+        const output = outputFor(args, args.stdout ? process.stderr : process.stdout);
         const controller = signalController();
         if (args['max-size'] !== undefined && !(args['max-size'] >= 0)) throw new FerryError('ERR_USAGE', '--max-size must be a number of bytes');
         const receiver = await receive({
@@ -103,6 +120,7 @@ async function main(argv: string[]): Promise<number> {
           timeoutMs: timeoutMs(args.timeout),
           ...(args['max-size'] === undefined ? {} : { maxSize: args['max-size'] }),
           fsync: args.fsync,
+          ...(args.stdout ? { stdout: process.stdout } : {}),
           onEvent: output.handle,
           signal: controller.signal,
         });
@@ -115,12 +133,21 @@ async function main(argv: string[]): Promise<number> {
       'send files to a receiver',
       (y) =>
         y
-          .positional('files', { type: 'string', array: true, default: [] as string[], describe: 'files to send' })
+          .positional('files', { type: 'string', array: true, default: [] as string[], describe: 'files and folders to send; - reads standard input (with --name)' })
+          .option('name', { type: 'string', describe: 'the name standard input (-) is saved under' })
+          .option('retries', { type: 'number', default: 5, describe: 'new attempts after a broken connection, each resuming where the last stopped' })
+          .option('retry-delay', { type: 'number', default: 1, describe: 'seconds before the first retry; doubles each time, at most 16' })
           .option('to', { alias: 't', type: 'string', demandOption: true, describe: 'receiver as HOST[:PORT] ([IPV6]:PORT), port 7878 by default' })
           .option('hash', { type: 'string', choices: ['blake3', 'sha256'], describe: 'hash algorithm (default: the fastest both sides know)' })
           .option('chunk-size', { type: 'number', describe: 'bytes per data frame (default 1 MiB)' }),
       async (args) => {
+        args.files = args.files.map(fromArg);
+        if (args.name !== undefined) args.name = fromArg(args.name);
         if (args.files.length === 0) throw new FerryError('ERR_USAGE', 'name at least one FILE to send');
+        if (args.name !== undefined && !args.files.includes('-')) throw new FerryError('ERR_USAGE', '--name is for standard input (-)');
+        if (args.files.filter((f) => f === '-').length > 1) throw new FerryError('ERR_USAGE', 'standard input (-) can be sent once');
+        if (!(Number.isInteger(args.retries) && args.retries >= 0)) throw new FerryError('ERR_USAGE', '--retries must be a whole number');
+        if (!(args['retry-delay'] >= 0)) throw new FerryError('ERR_USAGE', '--retry-delay must be a number of seconds');
         const target = parseTarget(args.to);
         const output = outputFor(args);
         const controller = signalController();
@@ -131,6 +158,9 @@ async function main(argv: string[]): Promise<number> {
           timeoutMs: timeoutMs(args.timeout),
           ...(args.hash === undefined ? {} : { hash: args.hash }),
           ...(args['chunk-size'] === undefined ? {} : { chunkSize: args['chunk-size'] }),
+          ...(args.name === undefined ? {} : { stdinName: args.name }),
+          retries: args.retries,
+          retryDelayMs: Math.round(args['retry-delay'] * 1000),
           onEvent: output.handle,
           signal: controller.signal,
         });

@@ -25,6 +25,8 @@ export interface StartEvent {
   name: string;
   bytes: number;
   peer: string;
+  /** Set when the transfer resumes a kept partial file: the bytes not sent again. */
+  resumedFrom?: number;
 }
 
 /** Throttled: at most every 250 ms per file, plus one at 100%. */
@@ -40,11 +42,17 @@ export interface ProgressEvent {
 
 export interface ReceivedEvent {
   event: 'received';
+  /** The relative path as sent ('/' between components). */
   name: string;
-  /** Where the file now is, as the receiver's --dir was given plus the name. */
+  /** Where the file now is, as the receiver's --dir was given plus the name ('-' for --stdout). */
   path: string;
   bytes: number;
-  hash: HashInfo;
+  /** Absent for a directory. */
+  hash?: HashInfo;
+  /** Present (true) for a directory. */
+  directory?: true;
+  /** Bytes that were already here from an interrupted transfer (0 if none). */
+  resumedFrom: number;
   seconds: number;
   peer: string;
 }
@@ -53,7 +61,51 @@ export interface SentEvent {
   event: 'sent';
   name: string;
   bytes: number;
-  hash: HashInfo;
+  /** Absent for a directory. */
+  hash?: HashInfo;
+  directory?: true;
+  /** Content bytes sent in DATA frames by this run (less than `bytes` after a resume). */
+  transferred: number;
+  /** Where this run started: the bytes the receiver already held (0 if none). */
+  resumedFrom: number;
+  seconds: number;
+}
+
+/** The sender's list, once the paths are walked: for an overall progress bar. */
+export interface PlanEvent {
+  event: 'plan';
+  files: number;
+  directories: number;
+  bytes: number;
+}
+
+/** Something not sent: a symlink or special file inside a tree. Not a failure. */
+export interface SkippedEvent {
+  event: 'skipped';
+  name: string;
+  reason: 'symlink' | 'special';
+}
+
+/** The connection broke; the sender tries again after a pause, resuming. */
+export interface RetryEvent {
+  event: 'retry';
+  attempt: number;
+  of: number;
+  delaySeconds: number;
+  code: ErrorCode;
+  message: string;
+}
+
+/** The last event of a `send`, or of a receiver when it stops. */
+export interface SummaryEvent {
+  event: 'summary';
+  side: 'send' | 'receive';
+  files: number;
+  directories: number;
+  /** Content bytes of the files verified. */
+  bytes: number;
+  failures: number;
+  exitCode: number;
   seconds: number;
 }
 
@@ -69,7 +121,17 @@ export interface ErrorEvent {
   peer?: string;
 }
 
-export type FerryEvent = ListeningEvent | StartEvent | ProgressEvent | ReceivedEvent | SentEvent | ErrorEvent;
+export type FerryEvent =
+  | ListeningEvent
+  | StartEvent
+  | ProgressEvent
+  | ReceivedEvent
+  | SentEvent
+  | ErrorEvent
+  | PlanEvent
+  | SkippedEvent
+  | RetryEvent
+  | SummaryEvent;
 
 export type EventListener = (event: FerryEvent) => void;
 

@@ -12,6 +12,7 @@ import { HashId } from './protocol/constants.js';
 
 export interface Hasher {
   update(data: Uint8Array): void;
+  /** The digest of everything so far; hashing may go on after it (a resume compares prefixes). */
   digest(): Buffer;
 }
 
@@ -35,6 +36,7 @@ interface Blake3Module {
 
 function loadBlake3(): Blake3Module | null {
   try {
+    // Its digestBuffer() does not end the hash (BLAKE3's finalize is non-destructive).
     return createRequire(import.meta.url)('@napi-rs/blake-hash') as Blake3Module;
   } catch {
     return null;
@@ -49,7 +51,7 @@ const SHA256: HashAlgorithm = {
   digestLength: 32,
   create() {
     const hash = createHash('sha256');
-    return { update: (data) => void hash.update(data), digest: () => hash.digest() };
+    return { update: (data) => void hash.update(data), digest: () => hash.copy().digest() };
   },
 };
 

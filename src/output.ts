@@ -14,24 +14,56 @@ export interface OutputOptions {
   quiet: boolean;
   /** Draw progress bars (stderr is a terminal, not --json, not --quiet). */
   bars: boolean;
+  /** Where JSON and summary lines go: stdout, or stderr when stdout carries a file (receive --stdout). */
+  out?: NodeJS.WritableStream;
 }
+
+/** Above this many files and folders in one send, one line per file gives way to the summary alone. */
+const LINES_PER_FILE_UP_TO = 100;
+const TOTAL_KEY = '\0total';
 
 export class Output {
   private readonly options: OutputOptions;
+  private readonly out: NodeJS.WritableStream;
   private multibar: MultiBar | null = null;
   private readonly bars = new Map<string, SingleBar>();
+  /** The sender's plan, for the overall bar and to decide on per-file lines. */
+  private plan: { files: number; directories: number; bytes: number } | null = null;
+  private done = { entries: 0, bytes: 0, current: 0 };
 
   constructor(options: OutputOptions) {
     this.options = options;
+    this.out = options.out ?? process.stdout;
   }
 
   readonly handle = (event: FerryEvent): void => {
     if (this.options.json) {
-      process.stdout.write(`${JSON.stringify(event)}\n`);
+      this.out.write(`${JSON.stringify(event)}\n`);
       if (event.event === 'error') this.errorLine(event.message);
       return;
     }
     switch (event.event) {
+      case 'plan':
+        this.plan = event;
+        if (this.options.bars && event.files + event.directories > 1) this.startTotalBar();
+        return;
+      case 'skipped':
+        this.errorLine(`skipped ${printableName(event.name)}: ${event.reason === 'symlink' ? 'a symlink (ferry does not follow or recreate links)' : 'not a regular file or folder'}`);
+        return;
+      case 'retry':
+        this.errorLine(`${event.message}; retry ${event.attempt} of ${event.of} in ${formatSeconds(event.delaySeconds)}, resuming`);
+        return;
+      case 'summary':
+        this.stop();
+        if (event.side === 'send' && (this.plan?.files ?? 0) + (this.plan?.directories ?? 0) <= 1) return;
+        if (event.side === 'receive' && event.files + event.directories + event.failures === 0) return;
+        this.line(
+          `${event.side === 'send' ? 'sent' : 'received'} ${event.files} file${event.files === 1 ? '' : 's'}` +
+            `${event.directories > 0 ? ` and ${event.directories} folder${event.directories === 1 ? '' : 's'}` : ''}, ` +
+            `${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} (${rate(event.bytes, event.seconds)}), ` +
+            (event.failures === 0 ? 'all verified' : `${event.failures} failed`),
+        );
+        return;
       case 'listening':
         // Printed even with --quiet: with --port 0 it is the only way to learn the port.
         this.line(`ferry: listening on ${hostPort(event.host, event.port)}`, true);
@@ -41,24 +73,58 @@ export class Output {
         return;
       case 'progress':
         this.bars.get(barKey(event.side, event.name, event.peer))?.update(event.done);
+        if (event.side === 'send') {
+          this.done.current = event.done;
+          this.updateTotal();
+        }
         return;
-      case 'sent':
+      case 'sent': {
         this.stopBar(barKey('send', event.name, undefined));
-        this.line(`sent ${printableName(event.name)}: ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} (${rate(event.bytes, event.seconds)}), ${event.hash.algorithm} ${event.hash.digest} verified by the receiver`);
+        this.fileDone(event.bytes);
+        if ((this.plan?.files ?? 0) + (this.plan?.directories ?? 0) > LINES_PER_FILE_UP_TO) return;
+        const resumed = event.resumedFrom > 0 ? `, resumed at ${formatBytes(event.resumedFrom)}` : '';
+        if (event.directory || !event.hash) this.line(`sent folder ${printableName(event.name)}`);
+        else this.line(`sent ${printableName(event.name)}: ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} (${rate(event.transferred, event.seconds)}${resumed}), ${event.hash.algorithm} ${event.hash.digest} verified by the receiver`);
         return;
-      case 'received':
+      }
+      case 'received': {
         this.stopBar(barKey('receive', event.name, event.peer));
-        this.line(`received ${printableName(event.name)} from ${event.peer}: ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} (${rate(event.bytes, event.seconds)}), ${event.hash.algorithm} ${event.hash.digest} verified, saved as ${event.path}`);
+        if (event.directory || !event.hash) return;
+        const resumed = event.resumedFrom > 0 ? `, resumed at ${formatBytes(event.resumedFrom)}` : '';
+        this.line(`received ${printableName(event.name)} from ${event.peer}: ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} (${rate(event.bytes - event.resumedFrom, event.seconds)}${resumed}), ${event.hash.algorithm} ${event.hash.digest} verified, saved as ${event.path}`);
         return;
+      }
       case 'error':
         if (event.name !== undefined) {
           this.stopBar(barKey('send', event.name, undefined));
           this.stopBar(barKey('receive', event.name, event.peer));
+          this.fileDone(0);
         }
         this.errorLine(event.message);
         return;
     }
   };
+
+  private fileDone(bytes: number): void {
+    this.done.entries++;
+    this.done.bytes += bytes;
+    this.done.current = 0;
+    this.updateTotal();
+  }
+
+  private updateTotal(): void {
+    const bar = this.bars.get(TOTAL_KEY);
+    if (!bar || !this.plan) return;
+    const total = this.plan.files + this.plan.directories;
+    bar.update(this.done.bytes + this.done.current, { label: `total ${this.done.entries}/${total} files` });
+  }
+
+  private startTotalBar(): void {
+    if (!this.plan) return;
+    const multibar = this.ensureMultibar();
+    const total = this.plan.files + this.plan.directories;
+    this.bars.set(TOTAL_KEY, multibar.create(Math.max(this.plan.bytes, 1), 0, { label: `total 0/${total} files` }));
+  }
 
   /** Removes any bars left (on exit). */
   stop(): void {
@@ -70,7 +136,7 @@ export class Output {
   private line(text: string, evenIfQuiet = false): void {
     if (this.options.quiet && !evenIfQuiet) return;
     if (this.multibar) this.multibar.log(`${text}\n`);
-    else process.stdout.write(`${text}\n`);
+    else this.out.write(`${text}\n`);
   }
 
   private errorLine(message: string): void {
@@ -79,6 +145,13 @@ export class Output {
   }
 
   private startBar(side: 'send' | 'receive', name: string, total: number, peer: string): void {
+    const multibar = this.ensureMultibar();
+    const label = side === 'send' ? `↑ ${printableName(name)}` : `↓ ${printableName(name)} (${peer})`;
+    const bar = multibar.create(total, 0, { label });
+    this.bars.set(barKey(side, name, side === 'send' ? undefined : peer), bar);
+  }
+
+  private ensureMultibar(): MultiBar {
     if (!this.multibar) {
       // Loaded only when a bar is drawn: it costs start-up time otherwise.
       const { MultiBar: MultiBarClass } = createRequire(import.meta.url)('cli-progress') as typeof import('cli-progress');
@@ -99,13 +172,13 @@ export class Output {
           const bar = (options.barCompleteString ?? '').slice(0, Math.round(params.progress * (options.barsize ?? 24)));
           const rest = (options.barIncompleteString ?? '').slice(0, (options.barsize ?? 24) - bar.length);
           const eta = speed > 0 && params.total > done ? `ETA ${formatSeconds((params.total - done) / speed)}` : '';
+          // A stream's size is not known ahead: bytes and rate only.
+          if (params.total <= 0) return `${payload.label} ${formatBytes(done)} ${formatBytes(speed)}/s`;
           return `${payload.label} ${bar}${rest} ${Math.floor(params.progress * 100)}% ${formatBytes(done)}/${formatBytes(params.total)} ${formatBytes(speed)}/s ${eta}`;
         },
       });
     }
-    const label = side === 'send' ? `↑ ${printableName(name)}` : `↓ ${printableName(name)} (${peer})`;
-    const bar = this.multibar.create(total, 0, { label });
-    this.bars.set(barKey(side, name, side === 'send' ? undefined : peer), bar);
+    return this.multibar;
   }
 
   private stopBar(key: string): void {

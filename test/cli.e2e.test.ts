@@ -7,7 +7,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { ferry, receiver, run } from './support/cli.js';
-import { fingerprint, listing, tempDir, writeSample } from './support/files.js';
+import { fingerprint, listing, partials, tempDir, visible, writeSample } from './support/files.js';
 import { closedPort } from './support/ports.js';
 import { startProxy } from './support/proxy.js';
 
@@ -58,7 +58,11 @@ describe('ferry send | ferry receive', () => {
     const rx = await receiver(dst);
     const tx = await run(['send', a.path, b.path, '--to', `127.0.0.1:${rx.port}`]);
     expect(tx.code).toBe(0);
-    expect(tx.stdout.split('\n')).toEqual([expect.stringMatching(/^sent a\.txt: 10 B .* verified/), expect.stringMatching(/^sent b\.txt: 20 B .* verified/)]);
+    expect(tx.stdout.split('\n')).toEqual([
+      expect.stringMatching(/^sent a\.txt: 10 B .* verified/),
+      expect.stringMatching(/^sent b\.txt: 20 B .* verified/),
+      expect.stringMatching(/^sent 2 files, 30 B in .* all verified$/),
+    ]);
     expect(tx.stderr).toBe('');
     await writeSample(src, 'c.txt', 5);
     const quiet = await run(['send', join(src, 'c.txt'), '--to', `127.0.0.1:${rx.port}`, '--quiet']);
@@ -124,7 +128,7 @@ describe('integrity and failures', () => {
     }
   });
 
-  test('a connection cut mid-file: exit 1 on both sides, no file and no temp file left', async () => {
+  test('a connection cut mid-file (--retries 0): exit 1 on both sides, no visible file, the partial kept for a resume', async () => {
     const src = await tempDir();
     const dst = await tempDir();
     const file = await writeSample(src, 'cut.bin', 4 * MiB);
@@ -133,10 +137,12 @@ describe('integrity and failures', () => {
     try {
       const tx = await run(['send', file.path, '--to', `127.0.0.1:${proxy.port}`, '--json']);
       expect(tx.code).toBe(1);
-      expect(tx.events.at(-1)).toMatchObject({ event: 'error', exitCode: 1, name: 'cut.bin' });
+      expect(tx.events).toContainEqual(expect.objectContaining({ event: 'error', exitCode: 1, name: 'cut.bin' }));
+      expect(tx.events.at(-1)).toMatchObject({ event: 'summary', side: 'send', files: 0, failures: 1, exitCode: 1 });
       expect(await rx.exit()).toBe(1);
       expect(rx.events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_TRUNCATED', name: 'cut.bin' }));
-      expect(await listing(dst)).toEqual([]);
+      expect(await visible(dst)).toEqual([]);
+      expect(await partials(dst)).toHaveLength(1);
     } finally {
       await proxy.close();
     }
@@ -169,7 +175,7 @@ describe('integrity and failures', () => {
   test('a missing file: exit 2, one line, nothing sent', async () => {
     const tx = await run(['send', '/nonexistent/ferry.txt', '--to', '127.0.0.1:9']);
     expect(tx.code).toBe(2);
-    expect(tx.stderr).toBe('ferry: /nonexistent/ferry.txt: no such file\n');
+    expect(tx.stderr).toBe('ferry: /nonexistent/ferry.txt: no such file or folder\n');
   });
 
   test.each([
@@ -200,7 +206,7 @@ describe('integrity and failures', () => {
     }
   });
 
-  test('SIGINT during a transfer: the sender exits 130, the receiver reports the interruption and keeps nothing', async () => {
+  test('SIGINT during a transfer: the sender exits 130, the receiver reports the interruption and keeps only the hidden partial', async () => {
     const src = await tempDir();
     const dst = await tempDir();
     const file = await writeSample(src, 'interrupted.bin', 8 * MiB);
@@ -214,7 +220,8 @@ describe('integrity and failures', () => {
       expect(await tx.exit()).toBe(130);
       expect(await rx.exit()).toBe(1);
       expect(rx.events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_INTERRUPTED', name: 'interrupted.bin' }));
-      expect(await listing(dst)).toEqual([]);
+      expect(await visible(dst)).toEqual([]);
+      expect(await partials(dst)).toHaveLength(1);
     } finally {
       await proxy.close();
     }

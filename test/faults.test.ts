@@ -20,7 +20,7 @@ import { SUPPORTED_ALGORITHMS } from '../src/hash.js';
 import { FRAME_OVERHEAD, HEADER_SIZE } from '../src/protocol/constants.js';
 import { encodeBye, encodeHello, encodeOffer } from '../src/protocol/messages.js';
 import { ferry, receiver, run, type FerryProcess } from './support/cli.js';
-import { fingerprint, listing, pattern, sha256, tempDir, within, writeSample } from './support/files.js';
+import { fingerprint, listing, partials, pattern, sha256, tempDir, visible, within, writeSample } from './support/files.js';
 import { startProxy, type FaultPlan, type FaultProxy } from './support/proxy.js';
 import { rawConnect } from './support/raw.js';
 
@@ -182,7 +182,7 @@ describe('the connection cut at every phase of a file (library on both sides, th
   ];
 
   for (const c of cases) {
-    test(`cut ${c.label}: sender exit 1 ERR_CONNECTION_LOST, receiver ${c.rxCode}, nothing kept, receiver serves on`, async () => {
+    test(`cut ${c.label}: sender exit 1 ERR_CONNECTION_LOST, receiver ${c.rxCode}, nothing visible kept, receiver serves on`, async () => {
       const { summary, events, dst, rx, recorded } = await cutRun({ cutAfter: c.at }, true);
       try {
         expect(recorded.length).toBe(c.at);
@@ -193,7 +193,9 @@ describe('the connection cut at every phase of a file (library on both sides, th
         expect(error).toMatchObject({ code: c.rxCode, exitCode: 1 });
         if (c.named) expect(error).toMatchObject({ name: NAME });
         expect(events.list.some((e) => e.event === 'received')).toBe(false);
-        expect(await listing(dst)).toEqual([]);
+        // Nothing visible; a file cut once its data began is kept hidden, for a resume.
+        expect(await visible(dst)).toEqual([]);
+        expect(await partials(dst)).toHaveLength(c.named ? 1 : 0);
         await servesCorrectSender(rx.port, dst);
         expect(events.errors()).toHaveLength(1);
       } finally {
@@ -374,7 +376,7 @@ describe('idle peers and slow links (CLI, --timeout 1)', () => {
     expect(await listing(dst)).toEqual(['after-silence.bin']);
   });
 
-  test('a sender that stops mid-stream (blackhole): receiver ERR_TIMEOUT, sender exit 1 ERR_TIMEOUT within its --timeout; nothing kept; the receiver serves on', async () => {
+  test('a sender that stops mid-stream (blackhole): receiver ERR_TIMEOUT, sender exit 1 ERR_TIMEOUT within its --timeout; only the hidden partial kept; the receiver serves on', async () => {
     const src = await tempDir();
     const dst = await tempDir();
     const size = 4 * MiB;
@@ -391,7 +393,8 @@ describe('idle peers and slow links (CLI, --timeout 1)', () => {
       expect(error).toMatchObject({ code: 'ERR_TIMEOUT', exitCode: 1, name: 'stalled.bin' });
       expect(proxy.forwarded.up).toBe(blackholeAfter);
     });
-    expect(await listing(dst)).toEqual([]);
+    expect(await visible(dst)).toEqual([]);
+    expect(await partials(dst)).toHaveLength(1);
     await servesCorrectSender(rx.port, dst);
     expect(errorsOf(rx)).toHaveLength(1);
     rx.child.kill('SIGINT');
@@ -602,7 +605,7 @@ describe('signals mid-transfer (throttled so the data is surely moving)', () => 
   const RATE = 8 * MiB;
   const PEER_CODES = ['ERR_INTERRUPTED', 'ERR_CONNECTION_LOST'];
 
-  test('sender SIGTERM: it exits 143 (ERR_SIGTERM); the receiver exits 1 with ERR_INTERRUPTED or ERR_CONNECTION_LOST; nothing kept', async () => {
+  test('sender SIGTERM: it exits 143 (ERR_SIGTERM); the receiver exits 1 with ERR_INTERRUPTED or ERR_CONNECTION_LOST; only the hidden partial kept', async () => {
     const src = await tempDir();
     const dst = await tempDir();
     const file = await writeSample(src, 'sigterm-sender.bin', SIZE);
@@ -618,7 +621,8 @@ describe('signals mid-transfer (throttled so the data is surely moving)', () => 
       return lastError(rx.events);
     });
     console.log(`sender SIGTERM: the receiver reported ${JSON.stringify(error)}`);
-    expect(await listing(dst)).toEqual([]);
+    expect(await visible(dst)).toEqual([]);
+    expect(await partials(dst)).toHaveLength(1);
     expect(error).toMatchObject({ exitCode: 1, name: 'sigterm-sender.bin' });
     // A signalled sender tells its peer (README: "the peer is told").
     expect(PEER_CODES).toContain(error?.code);
@@ -627,7 +631,7 @@ describe('signals mid-transfer (throttled so the data is surely moving)', () => 
   test.each([
     ['SIGINT', 130, 'ERR_SIGINT'],
     ['SIGTERM', 143, 'ERR_SIGTERM'],
-  ] as const)('receiver %s: it exits %i (%s); the sender exits 1 with ERR_INTERRUPTED or ERR_CONNECTION_LOST; nothing kept', async (signal, exitCode, code) => {
+  ] as const)('receiver %s: it exits %i (%s); the sender exits 1 with ERR_INTERRUPTED or ERR_CONNECTION_LOST; only the hidden partial kept', async (signal, exitCode, code) => {
     const src = await tempDir();
     const dst = await tempDir();
     const file = await writeSample(src, `${signal}-receiver.bin`, SIZE);
@@ -643,7 +647,8 @@ describe('signals mid-transfer (throttled so the data is surely moving)', () => 
       return lastError(tx.events);
     });
     console.log(`receiver ${signal}: the sender reported ${JSON.stringify(error)}`);
-    expect(await listing(dst)).toEqual([]);
+    expect(await visible(dst)).toEqual([]);
+    expect(await partials(dst)).toHaveLength(1);
     expect(error).toMatchObject({ exitCode: 1 });
     expect(PEER_CODES).toContain(error?.code);
   });

@@ -100,7 +100,12 @@ describe('names are refused, and the session goes on', () => {
   const names: Array<[string, Buffer | string, string]> = [
     ['../x', '../x', 'ERR_BAD_NAME'],
     ['/etc/passwd', '/etc/passwd', 'ERR_BAD_NAME'],
-    ['a/b', 'a/b', 'ERR_BAD_NAME'],
+    ['a/../b', 'a/../b', 'ERR_BAD_NAME'],
+    ['a/./b', 'a/./b', 'ERR_BAD_NAME'],
+    ['a//b', 'a//b', 'ERR_BAD_NAME'],
+    ['trailing slash', 'a/', 'ERR_BAD_NAME'],
+    ['backslash', 'a\\..\\b', 'ERR_BAD_NAME'],
+    ['65 levels deep', Array(65).fill('d').join('/'), 'ERR_BAD_NAME'],
     ['..', '..', 'ERR_BAD_NAME'],
     ['.', '.', 'ERR_BAD_NAME'],
     ['NUL', 'a\0b', 'ERR_BAD_NAME'],

@@ -66,6 +66,7 @@ describe('decoder', () => {
     { type: FrameType.Hello, features: 0, algorithms: [HashId.Sha256] },
     {
       type: FrameType.Offer,
+      flags: 0,
       size: 5,
       mtimeMs: 1_700_000_000_000,
       mode: 0o644,
@@ -95,7 +96,7 @@ describe('decoder', () => {
       expect(decoded.error).toBeUndefined();
       expect(decoded.frames).toEqual([
         { type: FrameType.Hello, features: 0, algorithms: [HashId.Blake3, HashId.Sha256] },
-        { type: FrameType.Accept, offset: 0 },
+        { type: FrameType.Accept, offset: 0, prefixDigest: '' },
         { type: FrameType.Verdict, code: 'OK', digest: EXAMPLE.sha256, message: '' },
       ]);
     }

@@ -46,7 +46,10 @@ export async function makeFile(dir, name, bytes) {
   return { kind: 'file', path, bytes, files: 1, sources: new Map([[name, path]]) };
 }
 
-/** A directory of `count` files of `size` bytes each. */
+/**
+ * A directory of `count` files of `size` bytes each. Every tool sends the
+ * directory itself, so the names to find in the destination are `name/f...`.
+ */
 export async function makeDir(dir, name, count, size) {
   const root = join(dir, name);
   await mkdir(root, { recursive: true });
@@ -56,7 +59,7 @@ export async function makeDir(dir, name, count, size) {
     const file = `f${String(i).padStart(width, '0')}.bin`;
     const path = join(root, file);
     await writeFile(path, randomFillSync(Buffer.allocUnsafe(size)));
-    sources.set(file, path);
+    sources.set(join(name, file), path);
   }
   return { kind: 'dir', path: root, bytes: count * size, files: count, sources };
 }

@@ -17,7 +17,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import {
   freePort,
@@ -31,8 +31,8 @@ import {
 
 const LOOPBACK = '127.0.0.1';
 
-/** Flip when `ferry send DIR` exists: the "10k" workload then includes ferry. */
-const FERRY_SENDS_DIRECTORIES = false;
+/** `ferry send DIR` exists: the "10k" workload includes ferry. */
+const FERRY_SENDS_DIRECTORIES = true;
 
 /** One process, many library senders at once (the 'parallel-inproc' mode). */
 const MANY_SENDERS = new URL('./many-senders.mjs', import.meta.url).pathname;
@@ -68,13 +68,14 @@ function transferResult({ senders, receivers, receiverStartedAt, doneAt, daemon 
 function ferryTool({ cli, receiveArgs }) {
   const node = process.execPath;
 
+  // Every ferry command line of the harness is built here, and only here.
+  const receiveArgv = (dst, once) => [node, cli, 'receive', '--dir', dst, '--host', LOOPBACK, '--port', '0', ...(once ? ['--once'] : []), '--json', ...receiveArgs];
+  /** `sources`: files or directories (a directory arrives as DST/<its base name>/...). */
+  const sendArgv = (sources, port) => [node, cli, 'send', ...sources, '--to', `${LOOPBACK}:${port}`, '-q'];
+
   /** Starts `ferry receive` on port 0 and learns the port from its first JSON line. */
   async function startReceiver(scope, dst, once) {
-    const proc = scope.launch({
-      label: 'ferry receive',
-      argv: [node, cli, 'receive', '--dir', dst, '--host', LOOPBACK, '--port', '0', ...(once ? ['--once'] : []), '--json', ...receiveArgs],
-      stdout: 'pipe',
-    });
+    const proc = scope.launch({ label: 'ferry receive', argv: receiveArgv(dst, once), stdout: 'pipe' });
     const events = { received: 0, errors: [] };
     const port = await new Promise((resolve, reject) => {
       proc.exit.then((r) => reject(new Error(`ferry receive exited (${r.code}) before listening: ${proc.stderrTail()}`)));
@@ -93,8 +94,6 @@ function ferryTool({ cli, receiveArgs }) {
     });
     return { proc, port, events };
   }
-
-  const sendArgv = (files, port) => [node, cli, 'send', ...files, '--to', `${LOOPBACK}:${port}`, '-q'];
 
   /** One receiver with --once, one sender of `sources`: both must exit 0. */
   async function oneToOne(scope, sources, dst) {
@@ -182,7 +181,7 @@ function ncTool() {
         const doneAt = await waitAll([sender, receiver.proc]);
         return transferResult({ senders: [sender], receivers: [receiver.proc], receiverStartedAt: receiver.proc.startedAt, doneAt });
       },
-      /** tar | nc: the usual way to push a tree through a raw socket. */
+      /** tar | nc: the usual way to push a tree through a raw socket; the directory itself goes too, as with ferry. */
       dir: async (scope, payload, dst) => {
         const port = await freePort();
         const receiver = scope.launch({
@@ -192,7 +191,7 @@ function ncTool() {
         await waitForListen(port, receiver);
         const sender = scope.launch({
           label: 'tar -c | nc -N',
-          argv: [sh, '-c', 'tar -c -C "$1" . | nc -N "$2" "$3"', 'sh', payload.path, LOOPBACK, String(port)],
+          argv: [sh, '-c', 'tar -c -C "$1" "$2" | nc -N "$3" "$4"', 'sh', dirname(payload.path), basename(payload.path), LOOPBACK, String(port)],
         });
         const doneAt = await waitAll([sender, receiver]);
         return transferResult({ senders: [sender], receivers: [receiver], receiverStartedAt: receiver.startedAt, doneAt });
@@ -337,8 +336,8 @@ function rsyncTool({ workDir }) {
     unsupported: { parallel: 'not measured for concurrent senders' },
     transfer: {
       file: (scope, payload, dst) => viaDaemon(scope, payload.path, dst),
-      // The trailing slash copies the directory's contents, not the directory.
-      dir: (scope, payload, dst) => viaDaemon(scope, `${payload.path}/`, dst),
+      // No trailing slash: the directory itself is copied (DST/<name>/...), as ferry and tar|nc do.
+      dir: (scope, payload, dst) => viaDaemon(scope, payload.path, dst),
     },
   };
 }

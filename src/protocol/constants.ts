@@ -29,10 +29,12 @@ export const enum FrameType {
   Secure = 0x0005,
   /** Sender: size, mtime, mode, hash algorithm and name of the next file. */
   Offer = 0x0010,
-  /** Receiver: go ahead from this byte offset (always 0 in version 1). */
+  /** Receiver: go ahead from this byte offset; with an offset, the digest of the bytes it holds. */
   Accept = 0x0011,
   /** Receiver: not this file; status code and message. */
   Refuse = 0x0012,
+  /** Sender, after an ACCEPT with an offset: where its DATA starts (that offset, or 0 to start over). */
+  Resume = 0x0013,
   /** Sender: file content. */
   Data = 0x0020,
   /** Sender: all content sent; digest of the whole file, then digest of the OFFER payload. */
@@ -47,10 +49,34 @@ export const enum FrameType {
 
 /** Longest UTF-8 message carried by REFUSE, VERDICT and ABORT. */
 export const MAX_MESSAGE_BYTES = 1024;
-/** Longest name an OFFER may carry; names over 255 bytes are refused, not aborted. */
+/** Longest name an OFFER may carry; longer paths or components are refused, not aborted. */
 export const MAX_OFFER_NAME_BYTES = 4096;
-/** Longest name the receiver accepts: NAME_MAX on Linux and most file systems. */
+/** Longest path component the receiver accepts: NAME_MAX on Linux and most file systems. */
 export const MAX_NAME_BYTES = 255;
+/** Longest relative path (components joined by '/') the receiver accepts: PATH_MAX less room for --dir. */
+export const MAX_PATH_BYTES = 3072;
+/** Deepest tree accepted: components in a relative path. */
+export const MAX_PATH_DEPTH = 64;
+
+/** OFFER flags (byte 21). Other bits must be 0. */
+export const enum OfferFlag {
+  /** A directory: size 0, no DATA; answered by VERDICT alone (mode and mtime are applied). */
+  Directory = 0x01,
+  /** Size unknown ahead (stdin): the size field is 0 and END marks the end. Never resumed. */
+  Stream = 0x02,
+  /**
+   * DATA and END follow the OFFER at once, without waiting for ACCEPT; the
+   * receiver answers with VERDICT alone (a refusal code if it declines, after
+   * discarding the data). Only for files of at most MAX_EAGER_BYTES.
+   */
+  Eager = 0x04,
+}
+export const KNOWN_OFFER_FLAGS = OfferFlag.Directory | OfferFlag.Stream | OfferFlag.Eager;
+/**
+ * Largest file sent eagerly. Small files then cost no round trip each; a
+ * refused one wastes at most this much bandwidth.
+ */
+export const MAX_EAGER_BYTES = 64 * 1024;
 /** Largest digest any algorithm may use (BLAKE3 and SHA-256 use 32). */
 export const MAX_DIGEST_BYTES = 64;
 /**
@@ -72,7 +98,8 @@ export const PAYLOAD_LIMITS: ReadonlyMap<number, readonly [number, number]> = ne
   [FrameType.Confirm, [32, 32]],
   [FrameType.Secure, [0, 0]],
   [FrameType.Offer, [OFFER_FIXED_BYTES + 1, OFFER_FIXED_BYTES + MAX_OFFER_NAME_BYTES]],
-  [FrameType.Accept, [8, 8]],
+  [FrameType.Accept, [8, 8 + MAX_DIGEST_BYTES]],
+  [FrameType.Resume, [8, 8]],
   [FrameType.Refuse, [2, 2 + MAX_MESSAGE_BYTES]],
   [FrameType.Data, [1, MAX_DATA_BYTES]],
   [FrameType.End, [2, 2 * MAX_DIGEST_BYTES]],
@@ -96,6 +123,7 @@ export const FRAME_NAMES: ReadonlyMap<number, string> = new Map([
   [FrameType.Offer, 'OFFER'],
   [FrameType.Accept, 'ACCEPT'],
   [FrameType.Refuse, 'REFUSE'],
+  [FrameType.Resume, 'RESUME'],
   [FrameType.Data, 'DATA'],
   [FrameType.End, 'END'],
   [FrameType.Verdict, 'VERDICT'],

@@ -42,6 +42,8 @@ const CODES = {
   ERR_INTERRUPTED: { wire: 0x0304, exit: ExitCode.Failed },
   ERR_SOURCE_CHANGED: { wire: 0x0305, exit: ExitCode.Failed },
   ERR_SHUTDOWN: { wire: 0x0306, exit: ExitCode.Failed },
+  // A refusal the sender retries: the name is arriving over another connection (maybe its own broken one).
+  ERR_BUSY: { wire: 0x0307, exit: ExitCode.Failed },
   // Protocol violations (exit 1): the connection is dropped.
   ERR_BAD_MAGIC: { wire: 0x0401, exit: ExitCode.Failed },
   ERR_UNSUPPORTED_VERSION: { wire: 0x0402, exit: ExitCode.Failed },

@@ -10,8 +10,11 @@ import {
   MAX_DIGEST_BYTES,
   MAX_FILE_SIZE,
   MAX_MESSAGE_BYTES,
+  KNOWN_OFFER_FLAGS,
+  MAX_EAGER_BYTES,
   MAX_OFFER_NAME_BYTES,
   OFFER_FIXED_BYTES,
+  OfferFlag,
   PAYLOAD_LIMITS,
   PROTOCOL_VERSION,
   START_MARKER,
@@ -48,13 +51,21 @@ export interface OfferFrame {
   /** Permission bits, within 0o777. */
   mode: number;
   algorithm: number;
-  /** The name as sent: raw bytes, validated by the receiver (see names.ts). */
+  /** OfferFlag bits. */
+  flags: number;
+  /** The relative path as sent ('/' between components): raw bytes, validated by the receiver (see names.ts). */
   name: Buffer;
   /** The whole payload as received: END carries its digest. */
   payload: Buffer;
 }
 export interface AcceptFrame {
   type: FrameType.Accept;
+  offset: number;
+  /** Digest of the receiver's first `offset` bytes, with the offer's algorithm; empty when offset is 0. */
+  prefixDigest: Buffer;
+}
+export interface ResumeFrame {
+  type: FrameType.Resume;
   offset: number;
 }
 export interface RefuseFrame {
@@ -94,6 +105,7 @@ export type ControlFrame =
   | SecureFrame
   | OfferFrame
   | AcceptFrame
+  | ResumeFrame
   | RefuseFrame
   | EndFrame
   | VerdictFrame
@@ -169,7 +181,7 @@ export function encodeBye(): Buffer {
   return encodeFrame(FrameType.Bye);
 }
 
-export function encodeOffer(offer: { size: number; mtimeMs: number; mode: number; algorithm: number; name: string | Buffer }): Buffer {
+export function encodeOffer(offer: { size: number; mtimeMs: number; mode: number; algorithm: number; name: string | Buffer; flags?: number }): Buffer {
   const name = typeof offer.name === 'string' ? Buffer.from(offer.name, 'utf8') : offer.name;
   if (!Number.isSafeInteger(offer.size) || offer.size < 0) throw new RangeError(`bad size ${offer.size}`);
   if (name.length === 0 || name.length > MAX_OFFER_NAME_BYTES) throw new RangeError(`name of ${name.length} bytes`);
@@ -178,16 +190,23 @@ export function encodeOffer(offer: { size: number; mtimeMs: number; mode: number
   payload.writeBigInt64BE(BigInt(Math.trunc(offer.mtimeMs)), 8);
   payload.writeUInt32BE(offer.mode & 0o777, 16);
   payload[20] = offer.algorithm;
-  payload[21] = 0;
+  payload[21] = offer.flags ?? 0;
   payload.writeUInt16BE(name.length, 22);
   payload.set(name, OFFER_FIXED_BYTES);
   return encodeFrame(FrameType.Offer, payload);
 }
 
-export function encodeAccept(offset = 0): Buffer {
+export function encodeAccept(offset = 0, prefixDigest: Uint8Array = Buffer.alloc(0)): Buffer {
+  const payload = Buffer.alloc(8 + prefixDigest.length);
+  payload.writeBigUInt64BE(BigInt(offset), 0);
+  payload.set(prefixDigest, 8);
+  return encodeFrame(FrameType.Accept, payload);
+}
+
+export function encodeResume(offset: number): Buffer {
   const payload = Buffer.alloc(8);
   payload.writeBigUInt64BE(BigInt(offset), 0);
-  return encodeFrame(FrameType.Accept, payload);
+  return encodeFrame(FrameType.Resume, payload);
 }
 
 function encodeCoded(type: FrameType.Refuse | FrameType.Abort, code: ErrorCode, message: string): Buffer {
@@ -259,13 +278,25 @@ export function parseControl(type: FrameType, payload: Buffer): ControlFrame {
     case FrameType.Offer: {
       const size = payload.readBigUInt64BE(0);
       const mode = payload.readUInt32BE(16);
+      const flags = payload[21] ?? 0;
       const nameLength = payload.readUInt16BE(22);
       if (
         size > BigInt(MAX_FILE_SIZE) ||
         (mode & ~0o777) !== 0 ||
-        payload[21] !== 0 ||
+        (flags & ~KNOWN_OFFER_FLAGS) !== 0 ||
         nameLength === 0 ||
         payload.length !== OFFER_FIXED_BYTES + nameLength
+      ) {
+        throw malformed('OFFER');
+      }
+      // A directory has no content; a stream has no size; only small files are eager.
+      const directory = (flags & OfferFlag.Directory) !== 0;
+      const stream = (flags & OfferFlag.Stream) !== 0;
+      const eager = (flags & OfferFlag.Eager) !== 0;
+      if (
+        (directory && (size !== 0n || stream || eager)) ||
+        (stream && (size !== 0n || eager)) ||
+        (eager && size > BigInt(MAX_EAGER_BYTES))
       ) {
         throw malformed('OFFER');
       }
@@ -275,13 +306,20 @@ export function parseControl(type: FrameType, payload: Buffer): ControlFrame {
         mtimeMs: Number(payload.readBigInt64BE(8)),
         mode,
         algorithm: payload[20] ?? 0,
+        flags,
         name: payload.subarray(OFFER_FIXED_BYTES),
         payload,
       };
     }
     case FrameType.Accept: {
       const offset = payload.readBigUInt64BE(0);
-      if (offset > BigInt(MAX_FILE_SIZE)) throw malformed('ACCEPT');
+      const digest = payload.subarray(8);
+      if (offset > BigInt(MAX_FILE_SIZE) || (offset === 0n) !== (digest.length === 0)) throw malformed('ACCEPT');
+      return { type, offset: Number(offset), prefixDigest: digest };
+    }
+    case FrameType.Resume: {
+      const offset = payload.readBigUInt64BE(0);
+      if (offset > BigInt(MAX_FILE_SIZE)) throw malformed('RESUME');
       return { type, offset: Number(offset) };
     }
     case FrameType.Progress: {

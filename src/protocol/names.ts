@@ -1,5 +1,5 @@
 /** File name rules of docs/protocol.md, section 7. Pure: no file system access. */
-import { MAX_NAME_BYTES } from './constants.js';
+import { MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_PATH_DEPTH } from './constants.js';
 import { FerryError } from './errors.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -11,6 +11,9 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  */
 // eslint-disable-next-line no-control-regex
 const FORBIDDEN = /[\u0000-\u001f\u007f-\u009f/\\\u202a-\u202e\u2066-\u2069]/u;
+/** The same without '/': for printing relative paths. */
+// eslint-disable-next-line no-control-regex
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\\\u202a-\u202e\u2066-\u2069]/u;
 
 /**
  * Checks that raw name bytes from an OFFER are one safe path component and
@@ -38,7 +41,29 @@ export function validateName(bytes: Uint8Array): string {
   return name;
 }
 
+/**
+ * Checks the relative path of an OFFER: components joined by '/', each one
+ * obeying validateName (so no '..', '.', empty component, '\\' or control
+ * character), at most MAX_PATH_DEPTH deep and MAX_PATH_BYTES long. Returns
+ * the components. An absolute path has an empty first component: refused.
+ */
+export function validatePath(bytes: Uint8Array): string[] {
+  if (bytes.length > MAX_PATH_BYTES) {
+    throw new FerryError('ERR_NAME_TOO_LONG', `path of ${bytes.length} bytes (at most ${MAX_PATH_BYTES})`);
+  }
+  const parts: string[] = [];
+  let start = 0;
+  for (let i = 0; i <= bytes.length; i++) {
+    if (i < bytes.length && bytes[i] !== 0x2f) continue;
+    if (i === start) throw new FerryError('ERR_BAD_NAME', i === 0 ? 'absolute or empty path' : 'empty path component');
+    parts.push(validateName(bytes.subarray(start, i)));
+    start = i + 1;
+  }
+  if (parts.length > MAX_PATH_DEPTH) throw new FerryError('ERR_BAD_NAME', `path ${parts.length} levels deep (at most ${MAX_PATH_DEPTH})`);
+  return parts;
+}
+
 /** A name for printing: JSON-quoted when it has characters that would confuse a reader (spaces stay). */
 export function printableName(name: string): string {
-  return FORBIDDEN.test(name) ? JSON.stringify(name) : name;
+  return UNPRINTABLE.test(name) ? JSON.stringify(name) : name;
 }

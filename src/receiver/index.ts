@@ -4,9 +4,11 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { stat } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
 import { Connection, DEFAULT_TIMEOUT_MS } from '../connection.js';
 import type { EventListener } from '../events.js';
 import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
+import { cleanPartials } from './paths.js';
 import { runSession, type SessionContext } from './session.js';
 
 export const DEFAULT_PORT = 7878;
@@ -32,6 +34,8 @@ export interface ReceiveOptions {
   maxSize?: number;
   /** fsync each file before giving it its name. Default true. */
   fsync?: boolean;
+  /** Write the one incoming file to this stream (--stdout) instead of into `dir`; implies `once`. */
+  stdout?: Writable;
   maxConnections?: number;
   onEvent?: EventListener;
   /** Aborting closes the receiver; sessions are told and their temp files deleted. */
@@ -56,7 +60,22 @@ export interface Receiver {
 export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   const dir = options.dir ?? '.';
   await checkDir(dir);
-  const emit: EventListener = options.onEvent ?? (() => {});
+  const once = (options.once ?? false) || options.stdout !== undefined;
+  const userEmit: EventListener = options.onEvent ?? (() => {});
+  const started = performance.now();
+  const totals = { files: 0, directories: 0, bytes: 0, failures: 0 };
+  const emit: EventListener = (event) => {
+    if (event.event === 'received') {
+      if (event.directory) totals.directories++;
+      else totals.files++;
+      totals.bytes += event.bytes;
+    } else if (event.event === 'error' && event.name !== undefined) {
+      totals.failures++;
+    }
+    userEmit(event);
+  };
+  // Kept partial files too old to resume (PARTIAL_MAX_AGE_MS): not on the way of a receiver that has work to do.
+  if (!options.stdout) void cleanPartials(dir, { all: false }).catch(() => {});
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const sessions = new Map<Connection, Promise<number>>();
   let closing: FerryError | null = null;
@@ -70,9 +89,10 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     fsync: options.fsync ?? true,
     maxSize: options.maxSize,
     inFlight,
+    stdout,
     emit,
     onHandshake: () => {
-      if (!options.once || onceClaimed) return;
+      if (!once || onceClaimed) return;
       onceClaimed = true;
       onceConn = conn;
       // The first real sender owns a --once receiver: nobody else gets in.
@@ -81,10 +101,11 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     },
   });
   const inFlight = new Set<string>();
+  const stdout = options.stdout ? { stream: options.stdout, taken: false } : undefined;
   let onceConn: Connection | null = null;
 
   const server: Server = createServer((socket: Socket) => {
-    if (closing || (options.once && onceClaimed)) {
+    if (closing || (once && onceClaimed)) {
       socket.destroy();
       return;
     }
@@ -111,6 +132,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
       clearTimeout(timer);
       for (const conn of sessions.keys()) conn.destroy();
       options.signal?.removeEventListener('abort', onAbort);
+      userEmit({ event: 'summary', side: 'receive', ...totals, exitCode: code, seconds: (performance.now() - started) / 1000 });
       resolveDone(code);
     }
     return done;

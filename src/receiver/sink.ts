@@ -4,14 +4,41 @@
  * which the session calls once the digest matched. Anything else ends in
  * discard(): no file ever appears under the final name unverified.
  */
-import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
 import { link, lstat, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Hasher } from '../hash.js';
 import { FerryError } from '../protocol/errors.js';
 
-/** Temporary files: hidden, recognisable, and unrelated to the (untrusted) name. */
+/**
+ * Temporary files: hidden, recognisable, and unrelated to the (untrusted)
+ * name: `.ferry-<32 hex>.part`. A file that can resume is named by the first
+ * 16 bytes of the SHA-256 of its relative path, so the next offer of that
+ * path finds it; a stream gets 16 random bytes.
+ */
 export const TEMP_PREFIX = '.ferry-';
 export const TEMP_SUFFIX = '.part';
+/** A kept partial file older than this is not resumed, and a starting receiver deletes it. */
+export const PARTIAL_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+
+/** The temp file name a resumable transfer of `relativePath` uses. */
+export function partialName(relativePath: string): string {
+  return `${TEMP_PREFIX}${createHash('sha256').update(relativePath, 'utf8').digest('hex').slice(0, 32)}${TEMP_SUFFIX}`;
+}
+
+/** Common to the file sink and --stdout: where the bytes of one incoming file go. */
+export interface Sink {
+  readonly full: boolean;
+  onError: (err: FerryError) => void;
+  onDrain: () => void;
+  write(piece: Buffer): void;
+  finish(): Promise<void>;
+  commit(finalPath: string, meta: { mode: number; mtimeMs: number; overwrite: boolean }): Promise<void>;
+  discard(): Promise<void>;
+  /** Keeps what arrived for a later resume (a no-op where nothing can be kept). Never throws. */
+  keep(): Promise<void>;
+}
 
 /** Pause the socket above this many bytes waiting for the disk; resume below the low mark. */
 const HIGH_WATER = 4 * 1024 * 1024;
@@ -25,8 +52,10 @@ const MAX_IOV = 256;
  */
 const SYNC_EVERY = 64 * 1024 * 1024;
 
-export class FileSink {
+export class FileSink implements Sink {
   readonly tempPath: string;
+  /** Where the next write goes: the bytes held so far. */
+  private position = 0;
   private readonly handle: FileHandle;
   private queue: Buffer[] = [];
   private queued = 0;
@@ -55,12 +84,71 @@ export class FileSink {
    * early in the background.
    */
   static async create(dir: string, fsync: boolean): Promise<FileSink> {
-    const tempPath = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}${TEMP_SUFFIX}`);
+    const tempPath = join(dir, `${TEMP_PREFIX}${randomBytes(16).toString('hex')}${TEMP_SUFFIX}`);
     try {
       return new FileSink(tempPath, await open(tempPath, 'wx', 0o600), fsync);
     } catch (err) {
       throw ioError(err, `cannot create a file in ${dir}`);
     }
+  }
+
+  /**
+   * Opens the partial file of `relativePath` in `dir` to resume it, or
+   * creates it. A partial file is used only if it is a regular file (never
+   * through a symlink), no longer than `limit`, and younger than
+   * PARTIAL_MAX_AGE_MS; otherwise it starts again empty. `offset` is the
+   * number of bytes it holds.
+   */
+  static async openPartial(dir: string, relativePath: string, fsync: boolean, limit: number): Promise<{ sink: FileSink; offset: number }> {
+    const tempPath = join(dir, partialName(relativePath));
+    let handle: FileHandle | undefined;
+    try {
+      handle = await open(tempPath, fsConstants.O_RDWR | fsConstants.O_NOFOLLOW);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') await unlink(tempPath).catch(() => {});
+      else if (code !== 'ENOENT') throw ioError(err, `cannot open ${tempPath}`);
+    }
+    try {
+      if (handle) {
+        const info = await handle.stat();
+        const usable = info.isFile() && info.size <= limit && Date.now() - info.mtimeMs < PARTIAL_MAX_AGE_MS;
+        if (usable) {
+          const sink = new FileSink(tempPath, handle, fsync);
+          sink.position = info.size;
+          return { sink, offset: info.size };
+        }
+        if (info.isFile()) {
+          await handle.truncate(0);
+          return { sink: new FileSink(tempPath, handle, fsync), offset: 0 };
+        }
+        await handle.close();
+        throw new FerryError('ERR_IO', `${tempPath} is not a regular file`);
+      }
+      return { sink: new FileSink(tempPath, await open(tempPath, 'wx', 0o600), fsync), offset: 0 };
+    } catch (err) {
+      throw ioError(err, `cannot create a file in ${dir}`);
+    }
+  }
+
+  /** Feeds the first `length` bytes held to `hasher` (to prove a resumed prefix). */
+  async hashPrefix(hasher: Hasher, length: number): Promise<void> {
+    const buffer = Buffer.allocUnsafe(Math.min(length, 1024 * 1024) || 1);
+    for (let at = 0; at < length; ) {
+      const { bytesRead } = await this.handle.read(buffer, 0, Math.min(buffer.length, length - at), at);
+      if (bytesRead === 0) throw new FerryError('ERR_IO', `${this.tempPath} shrank while being read`);
+      hasher.update(buffer.subarray(0, bytesRead));
+      at += bytesRead;
+    }
+  }
+
+  /** Drops what is held and starts again from byte 0 (the sender's prefix differed). */
+  async restart(): Promise<void> {
+    await this.finish();
+    await this.handle.truncate(0).catch((err: unknown) => {
+      throw ioError(err, 'cannot truncate');
+    });
+    this.position = 0;
   }
 
   /** True when the caller should stop feeding until onDrain. */
@@ -129,6 +217,16 @@ export class FileSink {
     await unlink(this.tempPath).catch(() => {});
   }
 
+  /** Writes out what is queued and closes, keeping the file for a resume; deletes it if that fails. Never throws. */
+  async keep(): Promise<void> {
+    try {
+      await this.finish();
+      await this.close();
+    } catch {
+      await this.discard();
+    }
+  }
+
   /** Closes and deletes the temporary file. Never throws. */
   async discard(): Promise<void> {
     this.failure ??= new FerryError('ERR_TRANSFER', 'discarded');
@@ -166,7 +264,8 @@ export class FileSink {
         const batch = this.queue.splice(0, MAX_IOV);
         let bytes = 0;
         for (const b of batch) bytes += b.length;
-        await writeAll(this.handle, batch, bytes);
+        await writeAll(this.handle, batch, bytes, this.position);
+        this.position += bytes;
         this.queued -= bytes;
         this.unsynced += bytes;
         if (this.fsync && this.unsynced >= SYNC_EVERY && !this.syncing) this.syncInBackground();
@@ -187,11 +286,11 @@ export class FileSink {
 }
 
 /** writev() until every byte is written (a regular file may still take fewer). */
-async function writeAll(handle: FileHandle, buffers: Buffer[], total: number): Promise<void> {
+async function writeAll(handle: FileHandle, buffers: Buffer[], total: number, position: number): Promise<void> {
   let rest = buffers;
   let left = total;
   while (left > 0) {
-    const { bytesWritten } = await handle.writev(rest);
+    const { bytesWritten } = await handle.writev(rest, position + total - left);
     if (bytesWritten === left) return;
     if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
     left -= bytesWritten;

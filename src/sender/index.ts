@@ -1,21 +1,27 @@
 /**
- * The sending side: connects, says HELLO, then for each file offers it,
- * streams it on ACCEPT, sends the digest and waits for the receiver's verdict.
+ * The sending side: walks the paths, connects, says HELLO, then offers each
+ * file and folder. Small files and folders go eagerly (OFFER, DATA, END at
+ * once; their verdicts are collected as they come, a window behind); larger
+ * files wait for ACCEPT, which may ask to resume where a cut transfer
+ * stopped. A broken connection is retried with backoff, resuming.
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection, DEFAULT_TIMEOUT_MS } from '../connection.js';
 import type { EventListener, HashInfo } from '../events.js';
 import { progressReporter } from '../events.js';
-import { SUPPORTED_ALGORITHMS, algorithmByName, chooseAlgorithm, digestOf, type HashAlgorithm } from '../hash.js';
-import { FrameType, HEADER_SIZE } from '../protocol/constants.js';
+import { SUPPORTED_ALGORITHMS, algorithmByName, chooseAlgorithm, digestOf, type HashAlgorithm, type Hasher } from '../hash.js';
+import { FrameType, HEADER_SIZE, MAX_EAGER_BYTES, OfferFlag } from '../protocol/constants.js';
 import { FerryError, abortError, exitCodeOf, toFerryError, type ErrorCode } from '../protocol/errors.js';
-import { encodeBye, encodeEnd, encodeHello, encodeOffer, frameDataInPlace, payloadOf } from '../protocol/messages.js';
+import { encodeBye, encodeEnd, encodeFrame, encodeHello, encodeOffer, encodeResume, frameDataInPlace, payloadOf } from '../protocol/messages.js';
 import { printableName } from '../protocol/names.js';
-import { BufferPool, DEFAULT_CHUNK_SIZE, inspectSource, readChunk, type SourceFile } from './source.js';
+import { BufferPool, DEFAULT_CHUNK_SIZE, readChunk } from './source.js';
+import { collect, type DirectoryEntry, type Entry, type FileEntry, type StdinEntry } from './walk.js';
 
 export interface SendOptions {
-  /** Paths of regular files. Each is offered under its base name. */
+  /** Files and folders to send ('-': standard input, named by `stdinName`). A folder goes with its whole tree. */
   files: string[];
   host: string;
   port: number;
@@ -25,36 +31,62 @@ export interface SendOptions {
   chunkSize?: number;
   /** Force a hash algorithm ('blake3' or 'sha256'); by default the best both sides know. */
   hash?: string;
+  /** The name standard input is offered under; required when `files` has '-'. */
+  stdinName?: string;
+  /** Where '-' reads from. Default process.stdin. */
+  stdin?: Readable;
+  /** New connections after a broken one (lost, timed out, refused as busy), resuming. Default 0 (the CLI's is 5). */
+  retries?: number;
+  /** Pause before the first retry; doubles each time, at most 16 s. Default 1 s. */
+  retryDelayMs?: number;
   onEvent?: EventListener;
   /** Aborting stops the transfer; the peer is told, and the reason's code is reported (ERR_SIGINT by default). */
   signal?: AbortSignal;
 }
 
 export interface FileResult {
+  /** The relative path offered ('/' between components). */
   name: string;
   path: string;
   bytes: number;
-  /** 'OK' when the receiver verified and saved the file. */
+  /** 'OK' when the receiver verified and saved the file (or made the folder). */
   code: ErrorCode;
   message: string;
   hash?: HashInfo;
+  directory?: true;
+  /** Content bytes this run put in DATA frames. */
+  transferred: number;
+  /** Bytes the receiver already held from a cut transfer. */
+  resumedFrom: number;
   seconds: number;
 }
 
 export interface SendSummary {
-  /** 0 when every file was verified; otherwise the highest exit code of the failures. */
+  /** 0 when everything was verified; otherwise the highest exit code of the failures. */
   exitCode: number;
+  /** One result per file and folder, in the order they were offered. */
   files: FileResult[];
-  /** What ended the session early, if anything did (files after it were not sent). */
+  /** What ended the session early, if anything did (what came after it was not sent). */
   error?: FerryError;
 }
 
+/** Verdicts of eager offers the sender may wait for at once: bounds what a lost connection must resend. */
+const WINDOW_FILES = 256;
+const WINDOW_BYTES = 16 * 1024 * 1024;
+/** Small files read ahead of the one being offered. */
+const READ_AHEAD = 16;
+const MAX_RETRY_DELAY_MS = 16_000;
+/** A connection may fail in these ways and work the next time. */
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['ERR_CONNECT', 'ERR_CONNECTION_LOST', 'ERR_TIMEOUT', 'ERR_TRUNCATED', 'ERR_BUSY']);
+
 /**
- * Sends files to a receiver. Rejects only on bad options or unreadable files
- * (ERR_USAGE, ERR_NOT_FOUND, ERR_UNREADABLE: nothing was sent); every transfer
- * outcome, good or bad, resolves in the summary.
+ * Sends files and folders to a receiver. Rejects only on bad options or
+ * paths that cannot be sent (ERR_USAGE, ERR_NOT_FOUND, ERR_UNREADABLE:
+ * nothing was sent); every transfer outcome, good or bad, resolves in the
+ * summary.
  */
 export async function send(options: SendOptions): Promise<SendSummary> {
+  const started = performance.now();
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const emit: EventListener = options.onEvent ?? (() => {});
   const forced = options.hash === undefined ? undefined : algorithmByName(options.hash);
@@ -62,54 +94,184 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     throw new FerryError('ERR_USAGE', `unknown hash algorithm ${options.hash} (known: ${SUPPORTED_ALGORITHMS.map((a) => a.name).join(', ')})`);
   }
   if (options.files.length === 0) throw new FerryError('ERR_USAGE', 'no file to send');
-  const pool = new BufferPool(options.chunkSize ?? DEFAULT_CHUNK_SIZE);
-  const sources: SourceFile[] = [];
-  for (const path of options.files) sources.push(await inspectSource(path));
+  const retries = options.retries ?? 0;
+  if (!Number.isInteger(retries) || retries < 0) throw new FerryError('ERR_USAGE', `retries must be a whole number, not ${retries}`);
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  if (!(Number.isInteger(chunkSize) && chunkSize >= 1 && chunkSize <= 8 * 1024 * 1024)) throw new FerryError('ERR_USAGE', `chunk size ${chunkSize} out of range`);
+  const entries = await collect(options.files, { ...(options.stdinName === undefined ? {} : { stdinName: options.stdinName }), emit });
+  emit({
+    event: 'plan',
+    files: entries.filter((e) => e.kind !== 'directory').length,
+    directories: entries.filter((e) => e.kind === 'directory').length,
+    bytes: entries.reduce((sum, e) => sum + (e.kind === 'file' ? e.size : 0), 0),
+  });
 
-  const results: FileResult[] = [];
-  /** The file on the wire, if any: a session failure is reported against it. */
-  let current: SourceFile | undefined;
-  const finish = (error?: FerryError): SendSummary => {
-    if (error) {
-      for (const source of sources.slice(results.length)) {
-        results.push(failed(source, error, 0));
-      }
-      emit({ event: 'error', code: error.code, message: error.message, exitCode: error.exitCode, ...(current ? { name: current.name } : {}) });
-    }
-    const exitCode = Math.max(0, ...results.map((r) => exitCodeOf(r.code)));
-    return error ? { exitCode, files: results, error } : { exitCode, files: results };
+  const results = new Map<Entry, FileResult>();
+  const ctx: AttemptContext = {
+    host: options.host,
+    port: options.port,
+    timeoutMs,
+    forced,
+    emit,
+    results,
+    chunkSize,
+    pool: undefined,
+    stdin: options.stdin ?? process.stdin,
+    ...(options.signal ? { signal: options.signal } : {}),
   };
+  let error: FerryError | undefined;
+  for (let attempt = 0; ; attempt++) {
+    const todo = entries.filter((e) => !results.has(e));
+    error = await runAttempt(todo, ctx);
+    if (!error) break;
+    // Standard input cannot be read twice.
+    const again = RETRYABLE.has(error.code) && attempt < retries && !todo.some((e) => e.kind === 'stdin') && !options.signal?.aborted;
+    if (!again) break;
+    const delayMs = Math.min((options.retryDelayMs ?? 1000) * 2 ** attempt, MAX_RETRY_DELAY_MS);
+    emit({ event: 'retry', attempt: attempt + 1, of: retries, delaySeconds: delayMs / 1000, code: error.code, message: error.message });
+    try {
+      await sleep(delayMs, undefined, options.signal ? { signal: options.signal } : {});
+    } catch {
+      error = abortError(options.signal);
+      break;
+    }
+  }
+  if (error) {
+    for (const entry of entries) if (!results.has(entry)) results.set(entry, failed(entry, error, 0));
+    emit({ event: 'error', code: error.code, message: error.message, exitCode: error.exitCode, ...(ctx.current ? { name: ctx.current.name } : {}) });
+  }
+  const files = entries.map((e) => results.get(e)!);
+  const exitCode = Math.max(0, ...files.map((r) => exitCodeOf(r.code)));
+  const ok = files.filter((r) => r.code === 'OK');
+  emit({
+    event: 'summary',
+    side: 'send',
+    files: ok.filter((r) => !r.directory).length,
+    directories: ok.filter((r) => r.directory).length,
+    bytes: ok.reduce((sum, r) => sum + r.bytes, 0),
+    failures: files.length - ok.length,
+    exitCode,
+    seconds: (performance.now() - started) / 1000,
+  });
+  return error ? { exitCode, files, error } : { exitCode, files };
+}
 
+interface AttemptContext {
+  host: string;
+  port: number;
+  timeoutMs: number;
+  forced: HashAlgorithm | undefined;
+  emit: EventListener;
+  /** Final results so far, across attempts; an entry without one is sent (again). */
+  results: Map<Entry, FileResult>;
+  chunkSize: number;
+  /** Made on the first large file: a tree of small files never needs it. */
+  pool: BufferPool | undefined;
+  stdin: Readable;
+  signal?: AbortSignal;
+  /** The file on the wire when the last attempt failed: the session's error is reported against it. */
+  current?: Entry;
+}
+
+/** An eager offer on the wire, waiting for its verdict. */
+interface InFlight {
+  entry: FileEntry | DirectoryEntry;
+  digest: Buffer;
+  bytes: number;
+  started: number;
+  algorithm: HashAlgorithm;
+}
+
+/**
+ * One connection: sends what `todo` holds, recording each final result in
+ * ctx.results (ERR_BUSY refusals are left out, to be tried again). Returns
+ * what ended the connection early, if anything.
+ */
+async function runAttempt(todo: Entry[], ctx: AttemptContext): Promise<FerryError | undefined> {
+  const { emit, results } = ctx;
   let conn: Connection;
   try {
-    conn = new Connection(await dial(options.host, options.port, timeoutMs, options.signal), timeoutMs, { acceptsHeartbeats: true });
+    conn = new Connection(await dial(ctx.host, ctx.port, ctx.timeoutMs, ctx.signal), ctx.timeoutMs, { acceptsHeartbeats: true });
   } catch (err) {
-    return finish(toFerryError(err));
+    return toFerryError(err);
   }
-  const onAbort = (): void => conn.abort(abortError(options.signal));
-  options.signal?.addEventListener('abort', onAbort, { once: true });
-  if (options.signal?.aborted) onAbort();
+  const onAbort = (): void => conn.abort(abortError(ctx.signal));
+  ctx.signal?.addEventListener('abort', onAbort, { once: true });
+  if (ctx.signal?.aborted) onAbort();
+
+  const record = (entry: Entry, result: FileResult): void => {
+    if (result.code === 'ERR_BUSY') return;
+    results.set(entry, result);
+    if (result.code === 'OK') {
+      emit({
+        event: 'sent',
+        name: result.name,
+        bytes: result.bytes,
+        ...(result.hash ? { hash: result.hash } : {}),
+        ...(result.directory ? { directory: true as const } : {}),
+        transferred: result.transferred,
+        resumedFrom: result.resumedFrom,
+        seconds: result.seconds,
+      });
+    } else {
+      emit({ event: 'error', code: result.code, message: result.message, exitCode: exitCodeOf(result.code), name: result.name });
+    }
+  };
+
+  const inFlight: InFlight[] = [];
+  let inFlightBytes = 0;
+  delete ctx.current;
+  let busy = false;
+  const settle = async (): Promise<void> => {
+    const verdict = await conn.expect([FrameType.Verdict], 'AWAIT_VERDICT');
+    const sent = inFlight.shift()!;
+    inFlightBytes -= sent.bytes;
+    const result = judge(sent.entry, sent.algorithm, sent.digest, verdict, sent.started, sent.bytes, 0);
+    if (result.code === 'ERR_BUSY') busy = true;
+    record(sent.entry, result);
+  };
 
   try {
     await conn.write(encodeHello(SUPPORTED_ALGORITHMS.map((a) => a.id)));
     const hello = await conn.expect([FrameType.Hello], 'HANDSHAKE');
-    const algorithm = chooseAlgorithm(hello.algorithms, forced);
+    const algorithm = chooseAlgorithm(hello.algorithms, ctx.forced);
     if (!algorithm) {
-      throw new FerryError('ERR_UNSUPPORTED_HASH', `the receiver does not support ${forced?.name ?? 'any hash this sender knows'}`);
+      throw new FerryError('ERR_UNSUPPORTED_HASH', `the receiver does not support ${ctx.forced?.name ?? 'any hash this sender knows'}`);
     }
-    for (const source of sources) {
-      current = source;
-      const result = await sendOne(conn, source, algorithm, pool, emit);
-      current = undefined;
-      results.push(result);
-      if (result.code !== 'OK') {
-        emit({ event: 'error', code: result.code, message: result.message, exitCode: exitCodeOf(result.code), name: result.name });
+    const reader = new ReadAhead(todo.filter((e): e is FileEntry => e.kind === 'file' && e.size <= MAX_EAGER_BYTES));
+    for (const entry of todo) {
+      if (entry.kind === 'directory' || (entry.kind === 'file' && entry.size <= MAX_EAGER_BYTES)) {
+        const started = performance.now();
+        let content: Buffer = Buffer.alloc(0);
+        if (entry.kind === 'file') {
+          const read = await reader.get(entry);
+          if (read instanceof FerryError) {
+            record(entry, failed(entry, read, started));
+            continue;
+          }
+          content = read;
+        }
+        const digest = entry.kind === 'file' ? digestOf(algorithm, content) : Buffer.alloc(0);
+        await conn.write(eagerFrames(entry, content, algorithm, digest));
+        inFlight.push({ entry, digest, bytes: content.length, started, algorithm });
+        inFlightBytes += content.length;
+        while (inFlight.length >= WINDOW_FILES || inFlightBytes >= WINDOW_BYTES) await settle();
+        continue;
       }
+      // ACCEPT or REFUSE comes after the verdicts already due.
+      while (inFlight.length > 0) await settle();
+      ctx.current = entry;
+      const result = entry.kind === 'stdin' ? await sendStream(conn, entry, algorithm, ctx) : await sendLarge(conn, entry, algorithm, ctx);
+      delete ctx.current;
+      if (result.code === 'ERR_BUSY') busy = true;
+      record(entry, result);
     }
+    while (inFlight.length > 0) await settle();
     await conn.write(encodeBye());
     await conn.end();
-    return finish();
+    return busy ? new FerryError('ERR_BUSY', 'some files were arriving over another connection') : undefined;
   } catch (err) {
+    if (!ctx.current && inFlight[0]) ctx.current = inFlight[0].entry;
     const error = toFerryError(conn.error?.code === 'ERR_SIGINT' || conn.error?.code === 'ERR_SIGTERM' ? conn.error : err);
     // Tell the receiver why, unless it told us. The ABORT is queued behind
     // DATA already written: wait until it is out (abort() destroys the socket
@@ -120,111 +282,242 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     } else {
       conn.destroy();
     }
-    return finish(error);
+    return error;
   } finally {
-    options.signal?.removeEventListener('abort', onAbort);
+    ctx.signal?.removeEventListener('abort', onAbort);
   }
 }
 
-/** Offers one file and, if accepted, streams it and waits for the verdict. */
-async function sendOne(
-  conn: Connection,
-  source: SourceFile,
+/** OFFER, DATA and END of an eager file (or the OFFER of a folder), as one write. */
+function eagerFrames(entry: FileEntry | DirectoryEntry, content: Buffer, algorithm: HashAlgorithm, digest: Buffer): Buffer {
+  const base = { name: entry.name, mtimeMs: entry.mtimeMs, mode: entry.mode, algorithm: algorithm.id };
+  if (entry.kind === 'directory') return encodeOffer({ ...base, size: 0, flags: OfferFlag.Directory });
+  const offer = encodeOffer({ ...base, size: content.length, flags: OfferFlag.Eager });
+  const end = encodeEnd(digest, digestOf(algorithm, payloadOf(offer)));
+  return content.length === 0 ? Buffer.concat([offer, end]) : Buffer.concat([offer, encodeFrame(FrameType.Data, content), end]);
+}
+
+/** Reads small files a few ahead of the one being sent, so the disk and the network overlap. */
+class ReadAhead {
+  private readonly queue: FileEntry[];
+  private readonly reads = new Map<FileEntry, Promise<Buffer | FerryError>>();
+  private next = 0;
+
+  constructor(files: FileEntry[]) {
+    this.queue = files;
+  }
+
+  get(entry: FileEntry): Promise<Buffer | FerryError> {
+    const at = this.queue.indexOf(entry, Math.max(0, this.next - READ_AHEAD - 1));
+    while (this.next < this.queue.length && this.next <= at + READ_AHEAD) {
+      const file = this.queue[this.next++]!;
+      this.reads.set(file, readSmall(file));
+    }
+    const read = this.reads.get(entry) ?? readSmall(entry);
+    this.reads.delete(entry);
+    return read;
+  }
+}
+
+/** A whole small file; ERR_SOURCE_CHANGED if it is not the size it had when walked. */
+async function readSmall(entry: FileEntry): Promise<Buffer | FerryError> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(entry.path, 'r');
+    const buffer = Buffer.allocUnsafe(entry.size + 1);
+    let got = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, got, buffer.length - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+      if (got === buffer.length) break;
+    }
+    if (got !== entry.size) return new FerryError('ERR_SOURCE_CHANGED', `${entry.path}: file changed size while being sent`);
+    return buffer.subarray(0, got);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return new FerryError('ERR_UNREADABLE', `${entry.path}: cannot read (${code ?? 'error'})`, { cause: err });
+  } finally {
+    await handle?.close();
+  }
+}
+
+/** The result of one offer from its VERDICT. */
+function judge(
+  entry: Entry,
   algorithm: HashAlgorithm,
-  pool: BufferPool,
-  emit: EventListener,
-): Promise<FileResult> {
+  digest: Buffer,
+  verdict: { code: ErrorCode; digest: Buffer; message: string },
+  started: number,
+  transferred: number,
+  resumedFrom: number,
+): FileResult {
+  const seconds = (performance.now() - started) / 1000;
+  const directory = entry.kind === 'directory';
+  const base = {
+    name: entry.name,
+    path: entry.path,
+    bytes: entry.kind === 'file' ? entry.size : transferred + resumedFrom,
+    transferred,
+    resumedFrom,
+    seconds,
+    ...(directory ? { directory: true as const } : { hash: { algorithm: algorithm.name, digest: digest.toString('hex') } }),
+  };
+  if (verdict.code === 'OK' && !directory && !verdict.digest.equals(digest)) {
+    // Only a damaged VERDICT can say OK with another digest: do not believe it.
+    return { ...base, code: 'ERR_HASH_MISMATCH', message: `${printableName(entry.name)}: the receiver's verdict does not carry this file's digest` };
+  }
+  if (verdict.code === 'OK') return { ...base, code: 'OK', message: 'verified' };
+  const theirs = !directory && verdict.digest.length > 0 && verdict.code === 'ERR_HASH_MISMATCH' ? ` (receiver computed ${verdict.digest.toString('hex')})` : '';
+  // An eager offer's refusal comes as a verdict: word it as a refusal all the same.
+  const refused = exitCodeOf(verdict.code) === 4 ? 'refused by the receiver: ' : '';
+  return { ...base, code: verdict.code, message: `${printableName(entry.name)}: ${refused}${verdict.message || verdict.code}${theirs}` };
+}
+
+/** Offers a file over the eager size and, if accepted, streams it (from where the receiver's partial copy ends, if that matches) and waits for the verdict. */
+async function sendLarge(conn: Connection, entry: FileEntry, algorithm: HashAlgorithm, ctx: AttemptContext): Promise<FileResult> {
   const started = performance.now();
-  const offer = encodeOffer({ ...source, algorithm: algorithm.id });
+  const offer = encodeOffer({ ...entry, algorithm: algorithm.id, flags: 0 });
   await conn.write(offer);
   const reply = await conn.expect([FrameType.Accept, FrameType.Refuse], 'OFFERED');
   if (reply.type === FrameType.Refuse) {
-    const label = printableName(source.name);
-    return failed(source, new FerryError(reply.code, `${label}: refused by the receiver: ${reply.message}`, { remote: true }), started);
+    return failed(entry, new FerryError(reply.code, `${printableName(entry.name)}: refused by the receiver: ${reply.message}`, { remote: true }), started);
   }
-  if (reply.offset !== 0) {
-    throw new FerryError('ERR_UNEXPECTED_FRAME', `receiver asked to resume at ${reply.offset}, which this version cannot do`);
+  ctx.pool ??= new BufferPool(ctx.chunkSize);
+  const pool = ctx.pool;
+  let handle: FileHandle;
+  try {
+    handle = await open(entry.path, 'r');
+  } catch (err) {
+    // Accepted but unreadable now: the receiver must hear of it; the session cannot go on mid-file.
+    throw new FerryError('ERR_UNREADABLE', `${entry.path}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
   }
-  emit({ event: 'start', side: 'send', name: source.name, bytes: source.size, peer: conn.peer });
-  const digest = await streamFile(conn, source, algorithm, pool, progressReporter(emit, {
-    side: 'send',
-    name: source.name,
-    bytes: source.size,
-    peer: conn.peer,
-  }));
-  await conn.write(encodeEnd(digest, digestOf(algorithm, payloadOf(offer))));
-  const verdict = await conn.expect([FrameType.Verdict], 'AWAIT_VERDICT');
-  const seconds = (performance.now() - started) / 1000;
-  const hash = { algorithm: algorithm.name, digest: digest.toString('hex') };
-  if (verdict.code === 'OK' && !verdict.digest.equals(digest)) {
-    // Only a damaged VERDICT can say OK with another digest: do not believe it.
-    const message = `${printableName(source.name)}: the receiver's verdict does not carry this file's digest`;
-    return { name: source.name, path: source.path, bytes: source.size, code: 'ERR_HASH_MISMATCH', message, hash, seconds };
-  }
-  if (verdict.code === 'OK') {
-    emit({ event: 'sent', name: source.name, bytes: source.size, hash, seconds });
-    return { name: source.name, path: source.path, bytes: source.size, code: 'OK', message: 'verified', hash, seconds };
-  }
-  const theirs = verdict.digest.length > 0 ? ` (receiver computed ${verdict.digest.toString('hex')})` : '';
-  const message = `${printableName(source.name)}: ${verdict.message || verdict.code}${theirs}`;
-  return { name: source.name, path: source.path, bytes: source.size, code: verdict.code, message, hash, seconds };
-}
-
-/** Streams the file's bytes as DATA frames; returns the digest of what was sent. */
-async function streamFile(
-  conn: Connection,
-  source: SourceFile,
-  algorithm: HashAlgorithm,
-  pool: BufferPool,
-  progress: (done: number) => void,
-): Promise<Buffer> {
-  const handle = await open(source.path, 'r');
   try {
     const before = await handle.stat();
-    const hasher = algorithm.create();
-    let sent = 0;
-    let written = 0;
-    progress(0);
-    while (sent < source.size) {
-      // A failed connection may never call back for buffers it held.
-      const buffer = await Promise.race([pool.acquire(), conn.failed]);
-      if (conn.error) {
-        pool.release(buffer);
-        throw conn.error;
+    let hasher = algorithm.create();
+    let from = 0;
+    if (reply.offset > 0) {
+      // The receiver holds a prefix: keep it only if it is ours.
+      if (reply.offset <= entry.size && reply.prefixDigest.length === algorithm.digestLength) {
+        await conn.local(() => hashRange(handle, hasher, reply.offset, pool));
+        if (hasher.digest().equals(reply.prefixDigest)) from = reply.offset;
       }
-      const want = Math.min(pool.chunkSize, source.size - sent);
-      const got = await readChunk(handle, buffer, want, sent);
-      if (got < want) {
-        pool.release(buffer);
-        throw new FerryError('ERR_SOURCE_CHANGED', `${source.path}: file shrank while being sent`);
-      }
-      hasher.update(buffer.subarray(HEADER_SIZE, HEADER_SIZE + got));
-      sent += got;
-      conn.writeThen(frameDataInPlace(buffer, got), () => {
-        written += got;
-        progress(written);
-        pool.release(buffer);
-      });
+      if (from === 0) hasher = algorithm.create();
+      await conn.write(encodeResume(from));
     }
-    await conn.drained();
+    ctx.emit({ event: 'start', side: 'send', name: entry.name, bytes: entry.size, peer: conn.peer, ...(from > 0 ? { resumedFrom: from } : {}) });
+    const progress = progressReporter(ctx.emit, { side: 'send', name: entry.name, bytes: entry.size, peer: conn.peer });
+    await streamFile(conn, handle, entry, hasher, from, pool, progress);
     const after = await handle.stat();
     // ctime too: a rewrite that puts the mtime back (cp -p, rsync -t, tar) cannot reset it.
-    if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || after.ctimeMs !== before.ctimeMs || before.size !== source.size) {
-      throw new FerryError('ERR_SOURCE_CHANGED', `${source.path}: file changed while being sent`);
+    if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || after.ctimeMs !== before.ctimeMs || before.size !== entry.size) {
+      throw new FerryError('ERR_SOURCE_CHANGED', `${entry.path}: file changed while being sent`);
     }
-    return hasher.digest();
+    const digest = hasher.digest();
+    await conn.write(encodeEnd(digest, digestOf(algorithm, payloadOf(offer))));
+    const verdict = await conn.expect([FrameType.Verdict], 'AWAIT_VERDICT');
+    return judge(entry, algorithm, digest, verdict, started, entry.size - from, from);
   } finally {
     await handle.close();
   }
 }
 
-function failed(source: SourceFile, error: FerryError, started: number): FileResult {
+/** Feeds the file's first `length` bytes to `hasher`. */
+async function hashRange(handle: FileHandle, hasher: Hasher, length: number, pool: BufferPool): Promise<void> {
+  const buffer = await pool.acquire();
+  try {
+    for (let at = 0; at < length; ) {
+      const want = Math.min(pool.chunkSize, length - at);
+      const got = await readChunk(handle, buffer, want, at);
+      if (got < want) throw new FerryError('ERR_SOURCE_CHANGED', 'file shrank while being read');
+      hasher.update(buffer.subarray(HEADER_SIZE, HEADER_SIZE + got));
+      at += got;
+    }
+  } finally {
+    pool.release(buffer);
+  }
+}
+
+/** Streams the file's bytes from `from` as DATA frames, hashing them. */
+async function streamFile(
+  conn: Connection,
+  handle: FileHandle,
+  entry: FileEntry,
+  hasher: Hasher,
+  from: number,
+  pool: BufferPool,
+  progress: (done: number) => void,
+): Promise<void> {
+  let sent = from;
+  let written = from;
+  progress(written);
+  while (sent < entry.size) {
+    // A failed connection may never call back for buffers it held.
+    const buffer = await Promise.race([pool.acquire(), conn.failed]);
+    if (conn.error) {
+      pool.release(buffer);
+      throw conn.error;
+    }
+    const want = Math.min(pool.chunkSize, entry.size - sent);
+    const got = await readChunk(handle, buffer, want, sent);
+    if (got < want) {
+      pool.release(buffer);
+      throw new FerryError('ERR_SOURCE_CHANGED', `${entry.path}: file shrank while being sent`);
+    }
+    hasher.update(buffer.subarray(HEADER_SIZE, HEADER_SIZE + got));
+    sent += got;
+    conn.writeThen(frameDataInPlace(buffer, got), () => {
+      written += got;
+      progress(written);
+      pool.release(buffer);
+    });
+  }
+  await conn.drained();
+}
+
+/** Standard input: size unknown, so a stream offer; END settles the size and the digest. */
+async function sendStream(conn: Connection, entry: StdinEntry, algorithm: HashAlgorithm, ctx: AttemptContext): Promise<FileResult> {
+  const started = performance.now();
+  const offer = encodeOffer({ name: entry.name, size: 0, mtimeMs: Date.now(), mode: 0o644, algorithm: algorithm.id, flags: OfferFlag.Stream });
+  await conn.write(offer);
+  const reply = await conn.expect([FrameType.Accept, FrameType.Refuse], 'OFFERED');
+  if (reply.type === FrameType.Refuse) {
+    return failed(entry, new FerryError(reply.code, `${printableName(entry.name)}: refused by the receiver: ${reply.message}`, { remote: true }), started);
+  }
+  if (reply.offset !== 0) throw new FerryError('ERR_MALFORMED_PAYLOAD', 'ACCEPT of a stream at an offset');
+  ctx.emit({ event: 'start', side: 'send', name: entry.name, bytes: 0, peer: conn.peer });
+  const hasher = algorithm.create();
+  let sent = 0;
+  const progress = progressReporter(ctx.emit, { side: 'send', name: entry.name, bytes: 0, peer: conn.peer });
+  const chunks = ctx.stdin[Symbol.asyncIterator]();
+  for (;;) {
+    const next = await Promise.race([chunks.next(), conn.failed]);
+    if (next.done) break;
+    const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as string);
+    for (let at = 0; at < chunk.length; at += ctx.chunkSize) {
+      const piece = chunk.subarray(at, at + ctx.chunkSize);
+      hasher.update(piece);
+      sent += piece.length;
+      await conn.write(encodeFrame(FrameType.Data, piece));
+      progress(sent);
+    }
+  }
+  const digest = hasher.digest();
+  await conn.write(encodeEnd(digest, digestOf(algorithm, payloadOf(offer))));
+  const verdict = await conn.expect([FrameType.Verdict], 'AWAIT_VERDICT');
+  return judge(entry, algorithm, digest, verdict, started, sent, 0);
+}
+
+function failed(entry: Entry, error: FerryError, started: number): FileResult {
   return {
-    name: source.name,
-    path: source.path,
-    bytes: source.size,
+    name: entry.name,
+    path: entry.path,
+    bytes: entry.kind === 'file' ? entry.size : 0,
     code: error.code,
     message: error.message,
+    ...(entry.kind === 'directory' ? { directory: true as const } : {}),
+    transferred: 0,
+    resumedFrom: 0,
     seconds: started ? (performance.now() - started) / 1000 : 0,
   };
 }

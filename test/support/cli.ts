@@ -3,7 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach } from 'vitest';
-import { spawnJson, type JsonProcess } from './process.js';
+import { spawnJson, type JsonProcess, type SpawnJsonOptions } from './process.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/ferry.mjs', import.meta.url));
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` (npm test does it first)`);
@@ -16,17 +16,31 @@ afterEach(() => {
   running.clear();
 });
 
-/** Runs `ferry ARGS` (killed after the test if still running). */
-export function ferry(args: string[], env: Record<string, string> = {}): FerryProcess {
-  const proc = spawnJson(process.execPath, [CLI, ...args], { ...process.env, ...env });
+/**
+ * `ferry send` retries a broken connection 5 times by default, with pauses
+ * of 1 s and up: tests of what one connection does see it fail at once
+ * (`--retries 0`), unless they set --retries or --retry-delay themselves.
+ */
+function withRetryDefault(args: string[]): string[] {
+  if (args[0] !== 'send' || args.some((a) => /^--retr(ies|y-delay)(=|$)/.test(a))) return args;
+  return [...args, '--retries', '0'];
+}
+
+/**
+ * Runs `ferry ARGS` (killed after the test if still running). `opts` can give
+ * it a piped stdin (`ferry send -`) or keep its stdout as raw bytes
+ * (`ferry receive --stdout`, whose events then come from stderr).
+ */
+export function ferry(args: string[], env: Record<string, string> = {}, opts: SpawnJsonOptions = {}): FerryProcess {
+  const proc = spawnJson(process.execPath, [CLI, ...withRetryDefault(args)], { ...process.env, ...env }, opts);
   running.add(proc.child);
   void proc.exited.then(() => running.delete(proc.child));
   return proc;
 }
 
 /** Starts `ferry receive --json` on loopback, port 0; resolves once it printed its port. */
-export async function receiver(dir: string, extra: string[] = []): Promise<FerryProcess & { port: number }> {
-  const proc = ferry(['receive', '--json', '--host', '127.0.0.1', '--port', '0', '--dir', dir, ...extra]);
+export async function receiver(dir: string, extra: string[] = [], opts: SpawnJsonOptions = {}): Promise<FerryProcess & { port: number }> {
+  const proc = ferry(['receive', '--json', '--host', '127.0.0.1', '--port', '0', '--dir', dir, ...extra], {}, opts);
   const listening = await proc.waitFor((e) => e.event === 'listening');
   return Object.assign(proc, { port: listening.port as number });
 }

@@ -60,3 +60,15 @@ export function within<T>(promise: Promise<T>, ms: number, what = 'operation'): 
 export function fingerprint(data: Buffer): { bytes: number; sha256: string } {
   return { bytes: data.length, sha256: sha256(data) };
 }
+
+const PARTIAL = /^\.ferry-[0-9a-f]{32}\.part$/;
+
+/** What a user sees in a folder: everything but ferry's hidden partial files. */
+export async function visible(dir: string): Promise<string[]> {
+  return (await listing(dir)).filter((n) => !PARTIAL.test(n));
+}
+
+/** ferry's hidden partial files (kept for a resume) in a folder. */
+export async function partials(dir: string): Promise<string[]> {
+  return (await listing(dir)).filter((n) => PARTIAL.test(n));
+}

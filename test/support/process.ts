@@ -17,6 +17,20 @@ export interface JsonProcess {
   exitedAt(): number | undefined;
   /** performance.now() when this event's line was read. */
   timeOf(e: JsonEvent): number | undefined;
+  /** With `rawStdout`: every byte of stdout so far (empty otherwise). */
+  stdoutBytes(): Buffer;
+  /** With `rawStdout`: resolves once stdout has carried at least `bytes` bytes; rejects after `ms` or when the process exits first. */
+  waitForStdout(bytes: number, ms?: number): Promise<void>;
+}
+
+export interface SpawnJsonOptions {
+  /** 'pipe' gives the child a writable `child.stdin`; default 'ignore'. */
+  stdin?: 'ignore' | 'pipe';
+  /**
+   * Keep stdout as raw bytes (`stdoutBytes()`) and read the JSON lines from
+   * stderr instead: for `ferry receive --stdout`, which prints its events there.
+   */
+  rawStdout?: boolean;
 }
 
 const SIGNALS: Record<string, number> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
@@ -26,17 +40,26 @@ const SIGNALS: Record<string, number> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
  * test relay), collecting events as they come. Every wait is bounded.
  * `exited` resolves with the exit code once stdout has been read to its end.
  */
-export function spawnJson(command: string, args: string[], env?: NodeJS.ProcessEnv): JsonProcess & { exited: Promise<number> } {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env } : {}) });
+export function spawnJson(
+  command: string,
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+  opts: SpawnJsonOptions = {},
+): JsonProcess & { exited: Promise<number> } {
+  const child = spawn(command, args, { stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'], ...(env ? { env } : {}) });
   const events: JsonEvent[] = [];
   const lines: string[] = [];
+  const raw: Buffer[] = [];
+  let rawLength = 0;
   let stderr = '';
   let pending = '';
   let exitCode: number | undefined;
   let exitedAt: number | undefined;
   const watchers = new Set<() => void>();
   const times = new WeakMap<JsonEvent, number>();
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+  // A child that exits while the test still writes to its stdin must not crash the run with EPIPE.
+  child.stdin?.on('error', () => undefined);
+  const readLines = (text: string): void => {
     pending += text;
     let nl: number;
     while ((nl = pending.indexOf('\n')) !== -1) {
@@ -52,8 +75,21 @@ export function spawnJson(command: string, args: string[], env?: NodeJS.ProcessE
       }
     }
     for (const w of [...watchers]) w();
-  });
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+  };
+  if (opts.rawStdout) {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      raw.push(chunk);
+      rawLength += chunk.length;
+      for (const w of [...watchers]) w();
+    });
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+      stderr += text;
+      readLines(text);
+    });
+  } else {
+    child.stdout!.setEncoding('utf8').on('data', readLines);
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+  }
   const exited = new Promise<number>((resolve) => {
     const done = (code: number): void => {
       if (exitCode !== undefined) return;
@@ -77,6 +113,27 @@ export function spawnJson(command: string, args: string[], env?: NodeJS.ProcessE
     stderr: () => stderr,
     exitedAt: () => exitedAt,
     timeOf: (e) => times.get(e),
+    stdoutBytes: () => Buffer.concat(raw),
+    waitForStdout: (bytes, ms = 10_000) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          watchers.delete(check);
+          reject(new Error(`only ${rawLength} of ${bytes} stdout bytes within ${ms} ms; stderr: ${stderr}`));
+        }, ms);
+        const check = (): void => {
+          if (rawLength >= bytes) {
+            clearTimeout(timer);
+            watchers.delete(check);
+            resolve();
+          } else if (exitCode !== undefined) {
+            clearTimeout(timer);
+            watchers.delete(check);
+            reject(new Error(`exited ${exitCode} after ${rawLength} of ${bytes} stdout bytes; stderr: ${stderr}`));
+          }
+        };
+        watchers.add(check);
+        check();
+      }),
     waitFor: (match, ms = 10_000) =>
       new Promise((resolve, reject) => {
         const timer = setTimeout(() => {

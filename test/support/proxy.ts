@@ -43,6 +43,11 @@ export interface FaultPlan {
   slice?: 'byte' | { mode: 'random'; seed: number; maxSlice?: number };
   /** Throttle client->server to about this many bytes per second. */
   bytesPerSecond?: number;
+  /**
+   * Apply the faults to the first `onlyFirst` connections only (in accept order); later
+   * connections are forwarded untouched, e.g. so a client's retry gets through. Default: all.
+   */
+  onlyFirst?: number;
 }
 
 /** A running proxy. Counters are live and summed over all connections. */
@@ -93,6 +98,7 @@ export async function startProxy(
   const closedEvents = new EventEmitter();
   const waiters = new Set<Waiter>();
   let closedCount = 0;
+  let accepted = 0;
 
   const upRules: Rules = {
     flipAt: plan.flipAt,
@@ -106,12 +112,14 @@ export async function startProxy(
 
   const server = createServer({ allowHalfOpen: true }, (client) => {
     const upstream = connect({ host: target.host, port: target.port, allowHalfOpen: true });
+    const faulty = plan.onlyFirst === undefined || accepted < plan.onlyFirst;
+    accepted += 1;
     const connection = new Connection(
       client,
       upstream,
       // A fresh slicer per connection: the plan must hit every connection identically.
-      { ...upRules, nextSlice: slicerFor(plan.slice) },
-      downRules,
+      faulty ? { ...upRules, nextSlice: slicerFor(plan.slice) } : { flipMask: 0xff },
+      faulty ? downRules : { flipMask: 0 },
       {
         up(piece) {
           forwarded.up += piece.length;
@@ -492,6 +500,7 @@ function validate(plan: FaultPlan): void {
     ['blackholeAfter', plan.blackholeAfter],
     ['stall.after', plan.stall?.after],
     ['stall.ms', plan.stall?.ms],
+    ['onlyFirst', plan.onlyFirst],
   ];
   for (const [name, value] of offsets) {
     if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
