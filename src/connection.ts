@@ -22,6 +22,14 @@ type PauseReason = 'frame' | 'sink' | 'busy';
 /** Default for every wait on the peer, both sides (--timeout). */
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
+/**
+ * While a control frame waits to be consumed, decoding stops but the socket
+ * keeps reading until this many bytes are held: stopping and restarting the
+ * socket for every frame cost more than the frames themselves on a tree of
+ * small files (two epoll changes per file, each side).
+ */
+const HOLD_WHILE_BUSY = 1024 * 1024;
+
 /** How long an ABORT may take to flush before the socket is destroyed anyway. */
 const ABORT_GRACE_MS = 2000;
 
@@ -70,7 +78,9 @@ export class Connection {
         this.decoder.push(chunk);
       } catch (err) {
         this.protocolFailure(toFerryError(err));
+        return;
       }
+      if (this.decoder.isPaused && this.decoder.buffered > HOLD_WHILE_BUSY) this.socket.pause();
     });
     socket.on('end', () => {
       this.inputEnded = true;
@@ -287,12 +297,13 @@ export class Connection {
   private pause(reason: PauseReason): void {
     this.pauses.add(reason);
     this.decoder.pause();
-    this.socket.pause();
+    // A waiting frame holds the decoder only; the socket stops once enough is held (see HOLD_WHILE_BUSY).
+    if (reason !== 'frame' || this.decoder.buffered > HOLD_WHILE_BUSY) this.socket.pause();
   }
 
   private unpause(reason: PauseReason): void {
     if (!this.pauses.delete(reason) || this.pauses.size > 0 || this.failure) return;
-    this.socket.resume();
+    if (this.socket.isPaused()) this.socket.resume();
     try {
       this.decoder.resume();
     } catch (err) {
