@@ -5,6 +5,7 @@
  * exits the process: errors carry their exit code up to main().
  */
 import yargs from 'yargs';
+import './threadpool.js';
 import { hideBin } from 'yargs/helpers';
 import { DEFAULT_TIMEOUT_MS } from './connection.js';
 import { Output } from './output.js';
@@ -40,6 +41,17 @@ function signalController(): AbortController {
   on('SIGINT');
   on('SIGTERM');
   return controller;
+}
+
+/** --code, else FERRY_CODE (so the code need not be in argv, which other local users can read); none with --insecure. */
+function codeOf(args: { code?: string | undefined; insecure: boolean }): string | undefined {
+  // Empty means unset: `--code "$CODE"` with CODE unset must not pass as a code.
+  const code = args.code || process.env.FERRY_CODE || undefined;
+  if (args.insecure) {
+    if (args.code !== undefined) throw new FerryError('ERR_USAGE', '--code and --insecure do not go together');
+    return undefined;
+  }
+  return code;
 }
 
 function timeoutMs(seconds: number): number {
@@ -87,6 +99,8 @@ async function main(argv: string[]): Promise<number> {
     .option('json', { type: 'boolean', default: false, describe: 'newline-delimited JSON events on stdout' })
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'no progress bar, no summary lines (errors still print)' })
     .option('timeout', { type: 'number', default: DEFAULT_TIMEOUT_MS / 1000, describe: 'seconds to wait for a silent peer' })
+    .option('code', { type: 'string', describe: 'the one-time code (default: FERRY_CODE; a receiver makes a fresh one)' })
+    .option('insecure', { type: 'boolean', default: false, describe: 'no code, no encryption: plain TCP (both sides must say so)' })
     .command(
       'receive',
       'listen for senders and save their files, each verified',
@@ -111,8 +125,11 @@ async function main(argv: string[]): Promise<number> {
         const output = outputFor(args, args.stdout ? process.stderr : process.stdout);
         const controller = signalController();
         if (args['max-size'] !== undefined && !(args['max-size'] >= 0)) throw new FerryError('ERR_USAGE', '--max-size must be a number of bytes');
+        const code = codeOf(args);
         const receiver = await receive({
           dir: args.dir,
+          ...(code === undefined ? {} : { code }),
+          insecure: args.insecure,
           ...(args.host === undefined ? {} : { host: args.host }),
           port: parsePort(args.port, '--port'),
           once: args.once,
@@ -152,8 +169,14 @@ async function main(argv: string[]): Promise<number> {
         const output = outputFor(args);
         const controller = signalController();
         if (target.port === 0) throw new FerryError('ERR_USAGE', `--to ${args.to}: port 0 cannot be dialled`);
+        const code = codeOf(args);
+        if (code === undefined && !args.insecure) {
+          throw new FerryError('ERR_USAGE', 'give the code the receiver printed: --code CODE, or FERRY_CODE=CODE (or --insecure on both sides)');
+        }
         const summary = await send({
           files: args.files,
+          ...(code === undefined ? {} : { code }),
+          insecure: args.insecure,
           ...target,
           timeoutMs: timeoutMs(args.timeout),
           ...(args.hash === undefined ? {} : { hash: args.hash }),

@@ -16,6 +16,10 @@ export interface ListeningEvent {
   event: 'listening';
   host: string;
   port: number;
+  /** The one-time code senders must give; absent with --insecure. */
+  code?: string;
+  /** Present (true) when the receiver runs without a code or encryption. */
+  insecure?: true;
 }
 
 /** A file begins to move (after the receiver accepted it). */

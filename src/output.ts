@@ -6,6 +6,7 @@
  */
 import type { MultiBar, SingleBar } from 'cli-progress';
 import { createRequire } from 'node:module';
+import { networkInterfaces } from 'node:os';
 import type { FerryEvent } from './events.js';
 import { printableName } from './protocol/names.js';
 
@@ -64,10 +65,19 @@ export class Output {
             (event.failures === 0 ? 'all verified' : `${event.failures} failed`),
         );
         return;
-      case 'listening':
-        // Printed even with --quiet: with --port 0 it is the only way to learn the port.
+      case 'listening': {
+        // Printed even with --quiet: with --port 0 it is the only way to learn the port, and the code is needed.
         this.line(`ferry: listening on ${hostPort(event.host, event.port)}`, true);
+        const target = `${dialable(event.host)}:${event.port}`;
+        if (event.code === undefined) {
+          this.line('ferry: --insecure: no code, no encryption; anyone who can reach this port can send files', true);
+          this.line(`ferry: on the other host run: ferry send FILE --to ${target} --insecure`, true);
+        } else {
+          this.line(`ferry: code ${event.code}`, true);
+          this.line(`ferry: on the other host run: ferry send FILE --to ${target} --code ${event.code}`, true);
+        }
         return;
+      }
       case 'start':
         if (this.options.bars) this.startBar(event.side, event.name, event.bytes, event.peer);
         return;
@@ -192,6 +202,15 @@ export class Output {
 
 function barKey(side: string, name: string, peer: string | undefined): string {
   return `${side}\0${peer ?? ''}\0${name}`;
+}
+
+/** An address the other host can dial: a wildcard becomes this host's first external IPv4 address. */
+function dialable(host: string): string {
+  if (host !== '::' && host !== '0.0.0.0') return host.includes(':') ? `[${host}]` : host;
+  for (const addresses of Object.values(networkInterfaces())) {
+    for (const a of addresses ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return 'THIS-HOST';
 }
 
 function hostPort(host: string, port: number): string {

@@ -6,7 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { ferry, receiver, run } from './support/cli.js';
+import { TEST_CODE, ferry, receiver, run } from './support/cli.js';
 import { fingerprint, listing, partials, tempDir, visible, writeSample } from './support/files.js';
 import { closedPort } from './support/ports.js';
 import { startProxy } from './support/proxy.js';
@@ -47,7 +47,7 @@ describe('ferry send | ferry receive', () => {
       expect(received[i]).toMatchObject({ bytes: specs[i]![1], path: join(dst, specs[i]![0]), hash: sent[i]!.hash });
       expect(typeof received[i]!.seconds).toBe('number');
     }
-    expect(rx.events[0]).toEqual({ event: 'listening', host: '127.0.0.1', port: rx.port });
+    expect(rx.events[0]).toEqual({ event: 'listening', host: '127.0.0.1', port: rx.port, code: TEST_CODE });
   });
 
   test('without --json and not on a terminal: one summary line per file, no bar; --quiet prints nothing', async () => {
@@ -109,15 +109,16 @@ describe('ferry send | ferry receive', () => {
 });
 
 describe('integrity and failures', () => {
-  test('a byte flipped in transit: exit 3 on both sides, nothing saved', async () => {
+  test('a byte flipped in transit (--insecure): exit 3 on both sides, nothing saved', async () => {
     const src = await tempDir();
     const dst = await tempDir();
     const file = await writeSample(src, 'flipped.bin', 3 * MiB);
-    const rx = await receiver(dst, ['--once']);
+    // Plaintext, so the flip reaches ferry's digest; encrypted, TLS refuses it first (test/secure.cli.e2e.test.ts).
+    const rx = await receiver(dst, ['--once', '--insecure']);
     // Offset 2 MiB of the sender's stream falls inside the data of the file.
     const proxy = await startProxy({ host: '127.0.0.1', port: rx.port }, { flipAt: 2 * MiB, flipMask: 0x01 });
     try {
-      const tx = await run(['send', file.path, '--to', `127.0.0.1:${proxy.port}`, '--json']);
+      const tx = await run(['send', file.path, '--to', `127.0.0.1:${proxy.port}`, '--json', '--insecure']);
       expect(tx.code).toBe(3);
       expect(tx.events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_HASH_MISMATCH', exitCode: 3 }));
       expect(await rx.exit()).toBe(3);

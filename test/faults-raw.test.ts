@@ -55,6 +55,7 @@ beforeEach(async () => {
   rootBefore = await readdir(root);
   events = [];
   rx = await receive({
+    insecure: true,
     dir: dst,
     host: '127.0.0.1',
     port: 0,
@@ -115,7 +116,7 @@ async function nothingLeftAndStillServing(): Promise<void> {
   expect(await readdir(root)).toEqual(rootBefore);
   const src = await tempDir();
   const file = await writeSample(src, 'canary.bin', 3000);
-  const summary = await within(send({ files: [file.path], host: '127.0.0.1', port: rx.port, timeoutMs: 5000 }), 5000, 'the canary transfer');
+  const summary = await within(send({ insecure: true, files: [file.path], host: '127.0.0.1', port: rx.port, timeoutMs: 5000 }), 5000, 'the canary transfer');
   expect(summary.exitCode, summary.error?.message).toBe(0);
   expect(fingerprint(await readFile(join(dst, 'canary.bin')))).toEqual(fingerprint(file.content));
   await unlink(join(dst, 'canary.bin'));

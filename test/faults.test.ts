@@ -19,7 +19,7 @@ import { receive, send, type FerryEvent, type Receiver, type SendSummary } from 
 import { SUPPORTED_ALGORITHMS } from '../src/hash.js';
 import { FRAME_OVERHEAD, HEADER_SIZE } from '../src/protocol/constants.js';
 import { encodeBye, encodeHello, encodeOffer } from '../src/protocol/messages.js';
-import { ferry, receiver, run, type FerryProcess } from './support/cli.js';
+import { ferry, receiver, run, type FerryProcess, TEST_CODE } from './support/cli.js';
 import { fingerprint, listing, partials, pattern, sha256, tempDir, visible, within, writeSample } from './support/files.js';
 import { startProxy, type FaultPlan, type FaultProxy } from './support/proxy.js';
 import { rawConnect } from './support/raw.js';
@@ -91,15 +91,16 @@ class Events {
  */
 async function libReceiver(dir: string, extra: Partial<Parameters<typeof receive>[0]> = {}): Promise<{ rx: Receiver; events: Events }> {
   const events = new Events();
-  const rx = await receive({ dir, host: '127.0.0.1', port: 0, timeoutMs: 30_000, onEvent: events.push, ...extra });
+  const rx = await receive({ dir, host: '127.0.0.1', port: 0, timeoutMs: 30_000, insecure: true, onEvent: events.push, ...extra });
   return { rx, events };
 }
 
 /** A correct sender is served: a small file arrives whole (it is then removed, so listings stay comparable). */
-async function servesCorrectSender(port: number, dst: string): Promise<void> {
+/** `coded`: the receiver is a CLI child (encrypted, with the test code); library receivers here run --insecure. */
+async function servesCorrectSender(port: number, dst: string, coded = false): Promise<void> {
   const src = await tempDir();
   const file = await writeSample(src, 'canary.bin', 4321);
-  const summary = await within(send({ files: [file.path], host: '127.0.0.1', port, timeoutMs: 10_000 }), 10_000, 'the canary transfer');
+  const summary = await within(send({ ...(coded ? { code: TEST_CODE } : { insecure: true }), files: [file.path], host: '127.0.0.1', port, timeoutMs: 10_000 }), 10_000, 'the canary transfer');
   expect(summary.exitCode, summary.error?.message).toBe(0);
   expect(fingerprint(await readFile(join(dst, 'canary.bin')))).toEqual(fingerprint(file.content));
   await unlink(join(dst, 'canary.bin'));
@@ -163,7 +164,7 @@ describe('the connection cut at every phase of a file (library on both sides, th
       rx.port,
       plan,
       async (proxy) => {
-        const result = await within(send({ files: [file.path], host: '127.0.0.1', port: proxy.port, timeoutMs: 5000 }), 10_000, 'send');
+        const result = await within(send({ insecure: true, files: [file.path], host: '127.0.0.1', port: proxy.port, timeoutMs: 5000 }), 10_000, 'send');
         await proxy.closedConnections(1, 5000);
         recorded = proxy.recorded();
         return result;
@@ -308,7 +309,7 @@ describe('the stream re-sliced into tiny writes', () => {
     const { rx, events } = await libReceiver(dst);
     try {
       await withProxy(rx.port, { slice: 'byte' }, async (proxy) => {
-        const summary = await within(send({ files: [file.path], host: '127.0.0.1', port: proxy.port }), 20_000, 'send');
+        const summary = await within(send({ insecure: true, files: [file.path], host: '127.0.0.1', port: proxy.port }), 20_000, 'send');
         expect(summary.exitCode, summary.error?.message).toBe(0);
         expect(summary.files[0]?.code).toBe('OK');
         const total = HELLO_BYTES + offerBytes('bytewise.bin', 3 * 1024) + dataBytes(3 * 1024) + END_BYTES + encodeBye().length;
@@ -335,7 +336,7 @@ describe('the stream re-sliced into tiny writes', () => {
     const { rx, events } = await libReceiver(dst);
     try {
       await withProxy(rx.port, { slice: { mode: 'random', seed: 0x5eed, maxSlice: 97 } }, async (proxy) => {
-        const summary = await within(send({ files: files.map((f) => f.path), host: '127.0.0.1', port: proxy.port, hash: 'sha256' }), 20_000, 'send');
+        const summary = await within(send({ insecure: true, files: files.map((f) => f.path), host: '127.0.0.1', port: proxy.port, hash: 'sha256' }), 20_000, 'send');
         expect(summary.exitCode, summary.error?.message).toBe(0);
         expect(summary.files.map((f) => f.code)).toEqual(['OK', 'OK', 'OK']);
         expect(summary.files.map((f) => f.hash?.digest)).toEqual(files.map((f) => sha256(f.content)));
@@ -395,7 +396,7 @@ describe('idle peers and slow links (CLI, --timeout 1)', () => {
     });
     expect(await visible(dst)).toEqual([]);
     expect(await partials(dst)).toHaveLength(1);
-    await servesCorrectSender(rx.port, dst);
+    await servesCorrectSender(rx.port, dst, true);
     expect(errorsOf(rx)).toHaveLength(1);
     rx.child.kill('SIGINT');
     expect(await rx.exit()).toBe(130);
@@ -463,7 +464,8 @@ describe('load', () => {
     const total = specs.reduce((sum, s) => sum + s.size, 0);
     const rx = await receiver(dst);
     const results = await within(
-      Promise.all(files.map((f) => send({ files: [f.path], host: '127.0.0.1', port: rx.port, timeoutMs: 20_000 }))),
+      // Encrypted, as the CLI receiver is: 100 handshakes at once pass the wrong-code limiter a few at a time.
+      Promise.all(files.map((f) => send({ code: TEST_CODE, files: [f.path], host: '127.0.0.1', port: rx.port, timeoutMs: 20_000 }))),
       25_000,
       '100 concurrent sends',
     );
@@ -554,7 +556,7 @@ describe('a full disk (4 MiB tmpfs as --dir)', () => {
       expect(error).toMatchObject({ code: 'ERR_TOO_LARGE', exitCode: 4, name: 'too-big.bin' });
       expect(rx.events.some((e) => e.event === 'start')).toBe(false);
       expect(await listing(mnt)).toEqual([]);
-      await servesCorrectSender(rx.port, mnt);
+      await servesCorrectSender(rx.port, mnt, true);
       rx.child.kill('SIGINT');
       expect(await rx.exit()).toBe(130);
     } finally {
@@ -585,7 +587,7 @@ describe('a full disk (4 MiB tmpfs as --dir)', () => {
       });
       expect(await listing(mnt)).toEqual(['filler']);
       await unlink(join(mnt, 'filler'));
-      await servesCorrectSender(receiving.port, mnt);
+      await servesCorrectSender(receiving.port, mnt, true);
       expect(await listing(mnt)).toEqual([]);
       expect(errorsOf(receiving)).toHaveLength(1);
       receiving.child.kill('SIGINT');

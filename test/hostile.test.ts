@@ -48,6 +48,7 @@ beforeAll(async () => {
   await mkdir(dst);
   parentBefore = await readdir(root);
   rx = await receive({
+    insecure: true,
     dir: dst,
     host: '127.0.0.1',
     port: 0,
@@ -91,7 +92,7 @@ async function stillServing(): Promise<void> {
   expect(await readdir(dirname(dst))).toEqual(parentBefore);
   const src = await tempDir();
   const file = await writeSample(src, 'canary.bin', 1000);
-  const summary = await within(send({ files: [file.path], host: '127.0.0.1', port: rx.port }), 5000);
+  const summary = await within(send({ insecure: true, files: [file.path], host: '127.0.0.1', port: rx.port }), 5000);
   expect(summary.exitCode).toBe(0);
   await unlink(join(dst, 'canary.bin'));
 }

@@ -154,9 +154,10 @@ describe('resume after an interrupted transfer', () => {
     const src = await tempDir();
     const dst = await tempDir();
     const file = await writeSample(src, 'flipped.bin', 3 * MiB);
-    const rx = await receiver(dst, ['--once']);
+    // Plaintext, so the flip reaches ferry's digest (encrypted, TLS would refuse it first).
+    const rx = await receiver(dst, ['--once', '--insecure']);
     await withProxy(rx.port, { flipAt: 2 * MiB, flipMask: 0x01 }, async (proxy) => {
-      const tx = await run(['send', file.path, '--to', `127.0.0.1:${proxy.port}`, '--json']);
+      const tx = await run(['send', file.path, '--to', `127.0.0.1:${proxy.port}`, '--json', '--insecure']);
       expect(tx.code).toBe(3);
       expect(errorsOf(tx.events)).toContainEqual(expect.objectContaining({ code: 'ERR_HASH_MISMATCH', exitCode: 3 }));
       expect(tx.events.filter((e) => e.event === 'retry')).toEqual([]);

@@ -92,10 +92,11 @@ describe('ferry send -', () => {
 
   test('a byte flipped in a stream: the digest still catches it (exit 3 both sides) and nothing is saved', async () => {
     const dst = await tempDir();
-    const rx = await receiver(dst, ['--once']);
+    // Plaintext, so the flip reaches ferry's digest (encrypted, TLS would refuse it first).
+    const rx = await receiver(dst, ['--once', '--insecure']);
     const proxy = await startProxy({ host: '127.0.0.1', port: rx.port }, { flipAt: 2 * MiB, flipMask: 0x01 });
     try {
-      const tx = ferry(['send', '-', '--name', 'flipped.bin', '--to', `127.0.0.1:${proxy.port}`, '--json'], {}, { stdin: 'pipe' });
+      const tx = ferry(['send', '-', '--name', 'flipped.bin', '--to', `127.0.0.1:${proxy.port}`, '--json', '--insecure'], {}, { stdin: 'pipe' });
       tx.child.stdin!.end(pattern(3 * MiB, 5));
       expect(await tx.exit()).toBe(3);
       expect(tx.events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_HASH_MISMATCH', exitCode: 3 }));

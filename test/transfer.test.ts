@@ -18,9 +18,12 @@ import { rawConnect } from './support/raw.js';
 
 const MiB = 1024 * 1024;
 
+/** The library runs encrypted by default: a fixed code for these tests. */
+const CODE = '7-orbit-velvet-cactus';
+
 async function startReceiver(dir: string, extra: Parameters<typeof receive>[0] = {}): Promise<{ rx: Receiver; events: FerryEvent[] }> {
   const events: FerryEvent[] = [];
-  const rx = await receive({ dir, host: '127.0.0.1', port: 0, onEvent: (e) => events.push(e), ...extra });
+  const rx = await receive({ dir, host: '127.0.0.1', port: 0, code: CODE, onEvent: (e) => events.push(e), ...extra });
   return { rx, events };
 }
 
@@ -34,7 +37,7 @@ describe('one session, many sizes', () => {
     await utimes(files[1]!.path, 1_600_000_000, 1_600_000_000.5);
     const { rx, events } = await startReceiver(dst);
     const sent: FerryEvent[] = [];
-    const summary = await within(send({ files: files.map((f) => f.path), host: '127.0.0.1', port: rx.port, onEvent: (e) => sent.push(e) }), 20_000, 'send');
+    const summary = await within(send({ code: CODE, files: files.map((f) => f.path), host: '127.0.0.1', port: rx.port, onEvent: (e) => sent.push(e) }), 20_000, 'send');
     await rx.close();
 
     expect(summary.exitCode).toBe(0);
@@ -65,7 +68,7 @@ describe('one session, many sizes', () => {
     const dst = await tempDir();
     const file = await writeSample(src, 'doc.txt', 70_000);
     const { rx, events } = await startReceiver(dst);
-    const summary = await within(send({ files: [file.path], host: '127.0.0.1', port: rx.port, hash: 'sha256' }), 10_000);
+    const summary = await within(send({ code: CODE, files: [file.path], host: '127.0.0.1', port: rx.port, hash: 'sha256' }), 10_000);
     await rx.close();
     expect(summary.files[0]).toMatchObject({ code: 'OK', hash: { algorithm: 'sha256', digest: sha256(file.content) } });
     expect(events.find((e) => e.event === 'received')).toMatchObject({ hash: { algorithm: 'sha256', digest: sha256(file.content) } });
@@ -76,7 +79,7 @@ describe('one session, many sizes', () => {
     const dst = await tempDir();
     const file = await writeSample(src, 'small-chunks.bin', 100_001);
     const { rx } = await startReceiver(dst);
-    const summary = await within(send({ files: [file.path], host: '127.0.0.1', port: rx.port, chunkSize: 977 }), 10_000);
+    const summary = await within(send({ code: CODE, files: [file.path], host: '127.0.0.1', port: rx.port, chunkSize: 977 }), 10_000);
     await rx.close();
     expect(summary.exitCode).toBe(0);
     expect(fingerprint(await readFile(join(dst, 'small-chunks.bin')))).toEqual(fingerprint(file.content));
@@ -91,7 +94,7 @@ describe('never clobbers', () => {
     const b = await writeSample(src, 'b.txt', 200);
     await writeFile(join(dst, 'a.txt'), 'precious');
     const { rx, events } = await startReceiver(dst);
-    const summary = await within(send({ files: [a.path, b.path], host: '127.0.0.1', port: rx.port }), 10_000);
+    const summary = await within(send({ code: CODE, files: [a.path, b.path], host: '127.0.0.1', port: rx.port }), 10_000);
     await rx.close();
     expect(summary.exitCode).toBe(4);
     expect(summary.files.map((f) => f.code)).toEqual(['ERR_EXISTS', 'OK']);
@@ -107,7 +110,7 @@ describe('never clobbers', () => {
     const a = await writeSample(src, 'a.txt', 100);
     await writeFile(join(dst, 'a.txt'), 'old');
     const { rx } = await startReceiver(dst, { overwrite: true });
-    const summary = await within(send({ files: [a.path], host: '127.0.0.1', port: rx.port }), 10_000);
+    const summary = await within(send({ code: CODE, files: [a.path], host: '127.0.0.1', port: rx.port }), 10_000);
     await rx.close();
     expect(summary.exitCode).toBe(0);
     expect(fingerprint(await readFile(join(dst, 'a.txt')))).toEqual(fingerprint(a.content));
@@ -118,7 +121,7 @@ describe('never clobbers', () => {
     const srcs = await Promise.all([tempDir(), tempDir()]);
     const files = await Promise.all(srcs.map((dir, i) => writeSample(dir, 'same.bin', 3 * MiB, i + 7)));
     const { rx } = await startReceiver(dst);
-    const results = await within(Promise.all(files.map((f) => send({ files: [f.path], host: '127.0.0.1', port: rx.port }))), 20_000);
+    const results = await within(Promise.all(files.map((f) => send({ code: CODE, files: [f.path], host: '127.0.0.1', port: rx.port }))), 20_000);
     await rx.close();
     const codes = results.map((r) => r.files[0]!.code).sort();
     expect(codes).toEqual(['ERR_BUSY', 'OK']);
@@ -134,7 +137,7 @@ describe('many senders at once', () => {
     const src = await tempDir();
     const files = await Promise.all(Array.from({ length: 12 }, (_, i) => writeSample(src, `c${i}.bin`, 50_000 + i * 40_000)));
     const { rx } = await startReceiver(dst);
-    const results = await within(Promise.all(files.map((f) => send({ files: [f.path], host: '127.0.0.1', port: rx.port }))), 20_000);
+    const results = await within(Promise.all(files.map((f) => send({ code: CODE, files: [f.path], host: '127.0.0.1', port: rx.port }))), 20_000);
     await rx.close();
     expect(results.map((r) => r.exitCode)).toEqual(files.map(() => 0));
     for (const f of files) expect(fingerprint(await readFile(join(dst, f.path.split('/').pop()!)))).toEqual(fingerprint(f.content));
@@ -151,7 +154,7 @@ describe('bad and silent peers do not stop the receiver', () => {
     expect(await bad.frame(0)).toMatchObject({ code: 'ERR_BAD_MAGIC' });
     await bad.closed();
     const ok = await writeSample(src, 'after.bin', 1000);
-    expect((await within(send({ files: [ok.path], host: '127.0.0.1', port: rx.port }), 10_000)).exitCode).toBe(0);
+    expect((await within(send({ code: CODE, files: [ok.path], host: '127.0.0.1', port: rx.port }), 10_000)).exitCode).toBe(0);
     await rx.close();
     expect(events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_BAD_MAGIC' }));
   });
@@ -162,7 +165,7 @@ describe('bad and silent peers do not stop the receiver', () => {
     const { rx, events } = await startReceiver(dst, { timeoutMs: 400 });
     const silent = await rawConnect(rx.port);
     const ok = await writeSample(src, 'meanwhile.bin', 1000);
-    expect((await within(send({ files: [ok.path], host: '127.0.0.1', port: rx.port }), 10_000)).exitCode).toBe(0);
+    expect((await within(send({ code: CODE, files: [ok.path], host: '127.0.0.1', port: rx.port }), 10_000)).exitCode).toBe(0);
     expect(await silent.frame(0)).toMatchObject({ code: 'ERR_TIMEOUT' });
     await silent.closed();
     await rx.close();
@@ -171,7 +174,7 @@ describe('bad and silent peers do not stop the receiver', () => {
 
   test('a sender that stops mid-file: timeout; no visible file, only the hidden partial kept for a resume', async () => {
     const dst = await tempDir();
-    const { rx } = await startReceiver(dst, { timeoutMs: 400 });
+    const { rx } = await startReceiver(dst, { timeoutMs: 400, insecure: true, code: undefined });
     const peer = await rawConnect(rx.port);
     peer.send(encodeHello([HashId.Sha256]));
     peer.send(encodeOffer({ size: 1000, mtimeMs: 0, mode: 0o644, algorithm: HashId.Sha256, name: 'stuck.bin' }));
@@ -190,7 +193,7 @@ describe('bad and silent peers do not stop the receiver', () => {
     const mute = createServer(() => {});
     await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
     const file = await writeSample(src, 'x.bin', 10);
-    const summary = await within(send({ files: [file.path], host: '127.0.0.1', port: (mute.address() as AddressInfo).port, timeoutMs: 300 }), 5000);
+    const summary = await within(send({ code: CODE, files: [file.path], host: '127.0.0.1', port: (mute.address() as AddressInfo).port, timeoutMs: 300 }), 5000);
     mute.close();
     expect(summary.exitCode).toBe(1);
     expect(summary.error?.code).toBe('ERR_TIMEOUT');
@@ -202,16 +205,16 @@ describe('input errors', () => {
     const src = await tempDir();
     const file = await writeSample(src, 'x.bin', 10);
     const port = await closedPort();
-    const summary = await within(send({ files: [file.path], host: '127.0.0.1', port }), 5000);
+    const summary = await within(send({ code: CODE, files: [file.path], host: '127.0.0.1', port }), 5000);
     expect(summary).toMatchObject({ exitCode: 1, error: { code: 'ERR_CONNECT' } });
   });
 
   test('a missing file is a usage error before anything is sent', async () => {
-    await expect(send({ files: ['/nonexistent/ferry/file'], host: '127.0.0.1', port: 9 })).rejects.toMatchObject({ code: 'ERR_NOT_FOUND', exitCode: 2 });
+    await expect(send({ code: CODE, files: ['/nonexistent/ferry/file'], host: '127.0.0.1', port: 9 })).rejects.toMatchObject({ code: 'ERR_NOT_FOUND', exitCode: 2 });
   });
 
   test('standard input without a name is a usage error', async () => {
-    await expect(send({ files: ['-'], host: '127.0.0.1', port: 9 })).rejects.toMatchObject({ code: 'ERR_USAGE', exitCode: 2 });
+    await expect(send({ code: CODE, files: ['-'], host: '127.0.0.1', port: 9 })).rejects.toMatchObject({ code: 'ERR_USAGE', exitCode: 2 });
   });
 
   test('a missing --dir is a usage error', async () => {
@@ -230,7 +233,7 @@ describe('input errors', () => {
     const dst = await tempDir();
     const file = await writeSample(src, 'big.bin', 5000);
     const { rx } = await startReceiver(dst, { maxSize: 4999 });
-    const summary = await within(send({ files: [file.path], host: '127.0.0.1', port: rx.port }), 5000);
+    const summary = await within(send({ code: CODE, files: [file.path], host: '127.0.0.1', port: rx.port }), 5000);
     await rx.close();
     expect(summary.files[0]?.code).toBe('ERR_TOO_LARGE');
     expect(summary.exitCode).toBe(4);
@@ -243,7 +246,7 @@ test('digest reported by the library equals an independent BLAKE3 of the file', 
   const dst = await tempDir();
   const file = await writeSample(src, 'b3.bin', 1234567);
   const { rx } = await startReceiver(dst);
-  const summary = await within(send({ files: [file.path], host: '127.0.0.1', port: rx.port }), 10_000);
+  const summary = await within(send({ code: CODE, files: [file.path], host: '127.0.0.1', port: rx.port }), 10_000);
   await rx.close();
   const { Blake3Hasher } = createRequire(import.meta.url)('@napi-rs/blake-hash') as { Blake3Hasher: new () => { update(b: Buffer): void; digest(f: string): string } };
   const h = new Blake3Hasher();
@@ -266,10 +269,10 @@ test.skipIf(!(await hasIpv6()))('by default the receiver listens on all interfac
   const a = await writeSample(src, 'v6.bin', 100);
   const b = await writeSample(src, 'v4.bin', 100);
   const events: FerryEvent[] = [];
-  const rx = await receive({ dir: dst, port: 0, onEvent: (e) => events.push(e) });
+  const rx = await receive({ dir: dst, port: 0, code: CODE, onEvent: (e) => events.push(e) });
   expect(rx.host).toBe('::');
-  expect((await within(send({ files: [a.path], host: '::1', port: rx.port }), 5000)).exitCode).toBe(0);
-  expect((await within(send({ files: [b.path], host: '127.0.0.1', port: rx.port }), 5000)).exitCode).toBe(0);
+  expect((await within(send({ code: CODE, files: [a.path], host: '::1', port: rx.port }), 5000)).exitCode).toBe(0);
+  expect((await within(send({ code: CODE, files: [b.path], host: '127.0.0.1', port: rx.port }), 5000)).exitCode).toBe(0);
   await rx.close();
   const peers = events.flatMap((e) => (e.event === 'received' ? [e.peer] : []));
   expect(peers).toEqual([expect.stringMatching(/^\[::1\]:\d+$/), expect.stringMatching(/^127\.0\.0\.1:\d+$/)]);
@@ -283,7 +286,7 @@ test('a slow link is not a dead one: the receiver heartbeats while a 1 MiB chunk
   // About 2.4 s for the file, so each 1 MiB write takes 2 s to hand over: four timeouts' worth.
   const proxy = await startProxy({ host: '127.0.0.1', port: rx.port }, { bytesPerSecond: 500_000 });
   try {
-    const summary = await within(send({ files: [file.path], host: '127.0.0.1', port: proxy.port, timeoutMs: 600 }), 15_000);
+    const summary = await within(send({ code: CODE, files: [file.path], host: '127.0.0.1', port: proxy.port, timeoutMs: 600 }), 15_000);
     expect(summary.error).toBeUndefined();
     expect(summary.exitCode).toBe(0);
     expect(fingerprint(await readFile(join(dst, 'slow.bin')))).toEqual(fingerprint(file.content));

@@ -65,13 +65,18 @@ function transferResult({ senders, receivers, receiverStartedAt, doneAt, daemon 
 
 // ---------------------------------------------------------------- ferry
 
-function ferryTool({ cli, receiveArgs }) {
+/** The code of every encrypted ferry run of the harness (the receiver would print a fresh one). */
+const BENCH_CODE = '7-orbit-velvet-cactus';
+
+/** `insecure`: plaintext ferry (both sides --insecure), to measure what encryption costs. */
+function ferryTool({ cli, receiveArgs, insecure = false }) {
   const node = process.execPath;
+  const security = insecure ? ['--insecure'] : ['--code', BENCH_CODE];
 
   // Every ferry command line of the harness is built here, and only here.
-  const receiveArgv = (dst, once) => [node, cli, 'receive', '--dir', dst, '--host', LOOPBACK, '--port', '0', ...(once ? ['--once'] : []), '--json', ...receiveArgs];
+  const receiveArgv = (dst, once) => [node, cli, 'receive', '--dir', dst, '--host', LOOPBACK, '--port', '0', ...(once ? ['--once'] : []), '--json', ...security, ...receiveArgs];
   /** `sources`: files or directories (a directory arrives as DST/<its base name>/...). */
-  const sendArgv = (sources, port) => [node, cli, 'send', ...sources, '--to', `${LOOPBACK}:${port}`, '-q'];
+  const sendArgv = (sources, port) => [node, cli, 'send', ...sources, '--to', `${LOOPBACK}:${port}`, '-q', ...security];
 
   /** Starts `ferry receive` on port 0 and learns the port from its first JSON line. */
   async function startReceiver(scope, dst, once) {
@@ -104,7 +109,7 @@ function ferryTool({ cli, receiveArgs }) {
   }
 
   return {
-    name: 'ferry',
+    name: insecure ? 'ferry-plain' : 'ferry',
     check: () => (existsSync(cli) ? null : `${cli} not found (npm run build)`),
     version: () => spawnSync(node, [cli, '--version'], { encoding: 'utf8', timeout: 10_000 }).stdout.trim(),
     unsupported: FERRY_SENDS_DIRECTORIES ? {} : { dir: 'directories not supported yet' },
@@ -133,7 +138,7 @@ function ferryTool({ cli, receiveArgs }) {
        */
       'parallel-inproc': async (scope, payload, dst) => {
         const receiver = await startReceiver(scope, dst, false);
-        const sender = scope.launch({ label: 'ferry library senders', argv: [node, MANY_SENDERS, LOOPBACK, String(receiver.port), ...payload.paths] });
+        const sender = scope.launch({ label: 'ferry library senders', argv: [node, MANY_SENDERS, insecure ? '--insecure' : BENCH_CODE, LOOPBACK, String(receiver.port), ...payload.paths] });
         const doneAt = await waitAll([sender]);
         signalProgram(receiver.proc, 'SIGINT');
         await waitAll([receiver.proc], [0, 130]);
@@ -345,6 +350,7 @@ function rsyncTool({ workDir }) {
 export function makeTools({ cli, receiveArgs, workDir }) {
   return {
     ferry: ferryTool({ cli, receiveArgs }),
+    'ferry-plain': ferryTool({ cli, receiveArgs, insecure: true }),
     nc: ncTool(),
     scp: scpTool({ workDir }),
     rsync: rsyncTool({ workDir }),

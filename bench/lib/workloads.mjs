@@ -17,7 +17,7 @@ function row(label, tool, mode, payload, ref) {
 
 /** ferry, nc, scp and rsync each sending the `main` payload as one file. */
 function oneFileRows() {
-  return [row('ferry', 'ferry', 'file', 'main', 'nc'), row('nc', 'nc', 'file', 'main', null), row('scp', 'scp', 'file', 'main', 'nc'), row('rsync', 'rsync', 'file', 'main', 'nc')];
+  return [row('ferry', 'ferry', 'file', 'main', 'nc'), row('ferry plain', 'ferry-plain', 'file', 'main', 'ferry'), row('nc', 'nc', 'file', 'main', null), row('scp', 'scp', 'file', 'main', 'nc'), row('rsync', 'rsync', 'file', 'main', 'nc')];
 }
 
 /** Human size for titles: MiB, KiB or bytes. */

@@ -8,6 +8,7 @@ import type { Writable } from 'node:stream';
 import { Connection, DEFAULT_TIMEOUT_MS } from '../connection.js';
 import type { EventListener } from '../events.js';
 import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
+import { CodeGuard, generateCode, secureServer } from '../secure/index.js';
 import { cleanPartials } from './paths.js';
 import { runSession, type SessionContext } from './session.js';
 
@@ -34,6 +35,15 @@ export interface ReceiveOptions {
   maxSize?: number;
   /** fsync each file before giving it its name. Default true. */
   fsync?: boolean;
+  /**
+   * The one-time code senders must give (docs/security.md); a fresh one is
+   * made when absent. Good for the receiver's lifetime (one transfer with `once`).
+   */
+  code?: string;
+  /** No code, no encryption: plain TCP, for senders that are --insecure too. */
+  insecure?: boolean;
+  /** Wrong-code limiter: `burst` wrong codes at once, then one per `refillMs` (default 5, 6000). */
+  rateLimit?: { burst?: number; refillMs?: number };
   /** Write the one incoming file to this stream (--stdout) instead of into `dir`; implies `once`. */
   stdout?: Writable;
   maxConnections?: number;
@@ -47,6 +57,8 @@ export interface Receiver {
   readonly host: string;
   /** The port actually bound (useful with port 0). */
   readonly port: number;
+  /** The code senders must give; undefined when insecure. */
+  readonly code: string | undefined;
   /**
    * Resolves when the receiver has stopped: with --once, the exit code of
    * that session; after close(), 0, or the code of the abort reason.
@@ -60,6 +72,10 @@ export interface Receiver {
 export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   const dir = options.dir ?? '.';
   await checkDir(dir);
+  if (options.insecure && options.code !== undefined) throw new FerryError('ERR_USAGE', 'a code and --insecure do not go together');
+  const guard = options.insecure ? undefined : new CodeGuard(options.code ?? generateCode(), options.rateLimit ?? {});
+  // scrypt of the code, once, while we start listening.
+  const warm = guard?.scalar();
   const once = (options.once ?? false) || options.stdout !== undefined;
   const userEmit: EventListener = options.onEvent ?? (() => {});
   const started = performance.now();
@@ -104,11 +120,9 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   const stdout = options.stdout ? { stream: options.stdout, taken: false } : undefined;
   let onceConn: Connection | null = null;
 
-  const server: Server = createServer((socket: Socket) => {
-    if (closing || (once && onceClaimed)) {
-      socket.destroy();
-      return;
-    }
+  /** Sockets still in the secure handshake: closed with the receiver. */
+  const handshaking = new Set<Socket>();
+  const startSession = (socket: Socket): void => {
     const conn = new Connection(socket, timeoutMs);
     const session = runSession(conn, context(conn));
     sessions.set(conn, session);
@@ -116,6 +130,32 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
       sessions.delete(conn);
       if (conn === onceConn) void shutdown(null, code);
     });
+  };
+  const server: Server = createServer((socket: Socket) => {
+    if (closing || (once && onceClaimed)) {
+      socket.destroy();
+      return;
+    }
+    if (!guard) {
+      startSession(socket);
+      return;
+    }
+    handshaking.add(socket);
+    secureServer(socket, guard, { timeoutMs }).then(
+      (secured) => {
+        handshaking.delete(socket);
+        if (closing || (once && onceClaimed)) secured.destroy();
+        else startSession(secured);
+      },
+      (err: unknown) => {
+        handshaking.delete(socket);
+        const e = toFerryError(err);
+        const peer = socket.remoteAddress ? `${socket.remoteAddress.replace(/^::ffff:/, '')}:${socket.remotePort}` : 'a peer';
+        // A stranger's wrong code is worth a line; the receiver serves on.
+        const message = e.code === 'ERR_BAD_CODE' ? `${peer} gave a wrong code; nothing was written` : `${peer}: ${e.message}`;
+        emit({ event: 'error', code: e.code, message, exitCode: e.exitCode, peer });
+      },
+    );
   });
   server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
 
@@ -125,6 +165,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
       server.close();
       const conns = [...sessions.keys()];
       for (const conn of conns) conn.abort(closing);
+      for (const socket of handshaking) socket.destroy();
       let timer: NodeJS.Timeout | undefined;
       const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));
       // Sessions delete their temp files; connections let the ABORT reach the sender.
@@ -143,6 +184,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     void shutdown(err, err.exitCode);
   };
 
+  await warm;
   const address = await listen(server, options.host, options.port ?? DEFAULT_PORT);
   // After binding, errors come from accept() (out of file descriptors): report, keep serving.
   server.on('error', (err) => {
@@ -151,11 +193,12 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   });
   options.signal?.addEventListener('abort', onAbort, { once: true });
   if (options.signal?.aborted) onAbort();
-  emit({ event: 'listening', host: address.host, port: address.port });
+  emit({ event: 'listening', host: address.host, port: address.port, ...(guard ? { code: guard.code } : { insecure: true as const }) });
 
   return {
     host: address.host,
     port: address.port,
+    code: guard?.code,
     done,
     close: (reason?: FerryError) => shutdown(reason ?? null, reason ? reason.exitCode : 0),
   };

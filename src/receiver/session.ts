@@ -22,7 +22,7 @@ import { FerryError, exitCodeOf, toFerryError, type ErrorCode } from '../protoco
 import { encodeAccept, encodeHello, encodeProgress, encodeRefuse, encodeVerdict, type OfferFrame } from '../protocol/messages.js';
 import { printableName, validatePath } from '../protocol/names.js';
 import { TargetTree } from './paths.js';
-import { FileSink, pathExists, type Sink } from './sink.js';
+import { FileSink, commitSmall, pathExists, type Sink } from './sink.js';
 import { StdoutSink } from './stdout-sink.js';
 
 export interface SessionContext {
@@ -101,7 +101,11 @@ export async function runSession(conn: Connection, ctx: SessionContext): Promise
   const replies = new Replies(conn);
   const tree = new TargetTree(ctx.dir);
   try {
-    await conn.expect([FrameType.Hello], 'HANDSHAKE');
+    const hello = await conn.expect([FrameType.Hello, FrameType.Pake], 'HANDSHAKE');
+    if (hello.type === FrameType.Pake) {
+      // Never falls back: a sender with a code gets no plaintext session.
+      throw new FerryError('ERR_INSECURE_MISMATCH', 'this receiver runs --insecure, without a code; run the sender with --insecure too');
+    }
     ctx.onHandshake();
     await conn.write(encodeHello(SUPPORTED_ALGORITHMS.map((a) => a.id)));
     for (;;) {
@@ -247,18 +251,7 @@ async function receiveEager(conn: Connection, offer: OfferFrame, ctx: SessionCon
         } else {
           const parent = await tree.parentOf(parts);
           path = join(parent, parts[parts.length - 1]!);
-          // Checked before a temp file touches the folder: a refused file leaves even its mtime alone.
-          if (!ctx.overwrite && (await pathExists(path))) throw new FerryError('ERR_EXISTS', 'a file of that name exists (the receiver can allow --overwrite)');
-          const sink = await FileSink.create(parent, ctx.fsync);
-          for (const piece of pieces) sink.write(piece);
-          try {
-            await sink.commit(path, { mode: offer.mode, mtimeMs: offer.mtimeMs, overwrite: ctx.overwrite });
-          } catch (err) {
-            await sink.discard();
-            // No lstat ahead for small files: link() is the existence check.
-            if (toFerryError(err).code === 'ERR_EXISTS') throw new FerryError('ERR_EXISTS', 'a file of that name exists (the receiver can allow --overwrite)');
-            throw err;
-          }
+          await commitSmall(parent, path, pieces, { mode: offer.mode, mtimeMs: offer.mtimeMs, overwrite: ctx.overwrite, fsync: ctx.fsync });
         }
         const seconds = (performance.now() - started) / 1000;
         return { code: 'OK', digest, message: '', report: () => receivedEvent(ctx, conn, { name, path, bytes: received, algorithm, digest, seconds, resumedFrom: 0 }) };

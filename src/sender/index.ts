@@ -6,6 +6,7 @@
  * stopped. A broken connection is retried with backoff, resuming.
  */
 import { connect as netConnect, type Socket } from 'node:net';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,6 +18,7 @@ import { FrameType, HEADER_SIZE, MAX_EAGER_BYTES, OfferFlag } from '../protocol/
 import { FerryError, abortError, exitCodeOf, toFerryError, type ErrorCode } from '../protocol/errors.js';
 import { encodeBye, encodeEnd, encodeFrame, encodeHello, encodeOffer, encodeResume, frameDataInPlace, payloadOf } from '../protocol/messages.js';
 import { printableName } from '../protocol/names.js';
+import { normalizeCode, secureClient } from '../secure/index.js';
 import { BufferPool, DEFAULT_CHUNK_SIZE, readChunk } from './source.js';
 import { collect, type DirectoryEntry, type Entry, type FileEntry, type StdinEntry } from './walk.js';
 
@@ -35,6 +37,13 @@ export interface SendOptions {
   stdinName?: string;
   /** Where '-' reads from. Default process.stdin. */
   stdin?: Readable;
+  /**
+   * The receiver's one-time code: the session is encrypted and both sides
+   * authenticated by it (docs/security.md). Required unless `insecure`.
+   */
+  code?: string;
+  /** Plain TCP, no code: only with a receiver that is --insecure too. */
+  insecure?: boolean;
   /** New connections after a broken one (lost, timed out, refused as busy), resuming. Default 0 (the CLI's is 5). */
   retries?: number;
   /** Pause before the first retry; doubles each time, at most 16 s. Default 1 s. */
@@ -73,8 +82,6 @@ export interface SendSummary {
 /** Verdicts of eager offers the sender may wait for at once: bounds what a lost connection must resend. */
 const WINDOW_FILES = 256;
 const WINDOW_BYTES = 16 * 1024 * 1024;
-/** Small files read ahead of the one being offered. */
-const READ_AHEAD = 16;
 const MAX_RETRY_DELAY_MS = 16_000;
 /** A connection may fail in these ways and work the next time. */
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['ERR_CONNECT', 'ERR_CONNECTION_LOST', 'ERR_TIMEOUT', 'ERR_TRUNCATED', 'ERR_BUSY']);
@@ -96,6 +103,11 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   if (options.files.length === 0) throw new FerryError('ERR_USAGE', 'no file to send');
   const retries = options.retries ?? 0;
   if (!Number.isInteger(retries) || retries < 0) throw new FerryError('ERR_USAGE', `retries must be a whole number, not ${retries}`);
+  if (options.code !== undefined && options.insecure) throw new FerryError('ERR_USAGE', 'a code and --insecure do not go together');
+  if (options.code === undefined && !options.insecure) {
+    throw new FerryError('ERR_USAGE', "a code is needed: --code CODE (or FERRY_CODE) as the receiver printed it; or --insecure on both sides");
+  }
+  if (options.code !== undefined) normalizeCode(options.code);
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
   if (!(Number.isInteger(chunkSize) && chunkSize >= 1 && chunkSize <= 8 * 1024 * 1024)) throw new FerryError('ERR_USAGE', `chunk size ${chunkSize} out of range`);
   const entries = await collect(options.files, { ...(options.stdinName === undefined ? {} : { stdinName: options.stdinName }), emit });
@@ -117,6 +129,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     chunkSize,
     pool: undefined,
     stdin: options.stdin ?? process.stdin,
+    ...(options.code === undefined ? {} : { code: options.code }),
     ...(options.signal ? { signal: options.signal } : {}),
   };
   let error: FerryError | undefined;
@@ -168,6 +181,8 @@ interface AttemptContext {
   /** Made on the first large file: a tree of small files never needs it. */
   pool: BufferPool | undefined;
   stdin: Readable;
+  /** Absent: --insecure. */
+  code?: string;
   signal?: AbortSignal;
   /** The file on the wire when the last attempt failed: the session's error is reported against it. */
   current?: Entry;
@@ -191,7 +206,9 @@ async function runAttempt(todo: Entry[], ctx: AttemptContext): Promise<FerryErro
   const { emit, results } = ctx;
   let conn: Connection;
   try {
-    conn = new Connection(await dial(ctx.host, ctx.port, ctx.timeoutMs, ctx.signal), ctx.timeoutMs, { acceptsHeartbeats: true });
+    const socket = await dial(ctx.host, ctx.port, ctx.timeoutMs, ctx.signal);
+    const secured = ctx.code === undefined ? socket : await secureClient(socket, ctx.code, { timeoutMs: ctx.timeoutMs, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+    conn = new Connection(secured, ctx.timeoutMs, { acceptsHeartbeats: true });
   } catch (err) {
     return toFerryError(err);
   }
@@ -238,13 +255,12 @@ async function runAttempt(todo: Entry[], ctx: AttemptContext): Promise<FerryErro
     if (!algorithm) {
       throw new FerryError('ERR_UNSUPPORTED_HASH', `the receiver does not support ${ctx.forced?.name ?? 'any hash this sender knows'}`);
     }
-    const reader = new ReadAhead(todo.filter((e): e is FileEntry => e.kind === 'file' && e.size <= MAX_EAGER_BYTES));
     for (const entry of todo) {
       if (entry.kind === 'directory' || (entry.kind === 'file' && entry.size <= MAX_EAGER_BYTES)) {
         const started = performance.now();
         let content: Buffer = Buffer.alloc(0);
         if (entry.kind === 'file') {
-          const read = await reader.get(entry);
+          const read = readSmall(entry);
           if (read instanceof FerryError) {
             record(entry, failed(entry, read, started));
             continue;
@@ -297,39 +313,24 @@ function eagerFrames(entry: FileEntry | DirectoryEntry, content: Buffer, algorit
   return content.length === 0 ? Buffer.concat([offer, end]) : Buffer.concat([offer, encodeFrame(FrameType.Data, content), end]);
 }
 
-/** Reads small files a few ahead of the one being sent, so the disk and the network overlap. */
-class ReadAhead {
-  private readonly queue: FileEntry[];
-  private readonly reads = new Map<FileEntry, Promise<Buffer | FerryError>>();
-  private next = 0;
-
-  constructor(files: FileEntry[]) {
-    this.queue = files;
-  }
-
-  get(entry: FileEntry): Promise<Buffer | FerryError> {
-    const at = this.queue.indexOf(entry, Math.max(0, this.next - READ_AHEAD - 1));
-    while (this.next < this.queue.length && this.next <= at + READ_AHEAD) {
-      const file = this.queue[this.next++]!;
-      this.reads.set(file, readSmall(file));
-    }
-    const read = this.reads.get(entry) ?? readSmall(entry);
-    this.reads.delete(entry);
-    return read;
-  }
-}
-
-/** A whole small file; ERR_SOURCE_CHANGED if it is not the size it had when walked. */
-async function readSmall(entry: FileEntry): Promise<Buffer | FerryError> {
-  let handle: FileHandle | undefined;
+/**
+ * A whole small file (at most MAX_EAGER_BYTES), read with blocking calls on
+ * purpose: open, read and close of a cached 4 KiB file take about 10 us
+ * this way, against about 250 us of promise and FileHandle machinery per
+ * file measured with fs/promises (10,000 files: 2.9 s of sender CPU, most
+ * of it in openFileHandle). ERR_SOURCE_CHANGED if the file is no longer the
+ * size it had when walked.
+ */
+function readSmall(entry: FileEntry): Buffer | FerryError {
+  let fd: number | undefined;
   try {
-    handle = await open(entry.path, 'r');
+    fd = openSync(entry.path, 'r');
     const buffer = Buffer.allocUnsafe(entry.size + 1);
     let got = 0;
     for (;;) {
-      const { bytesRead } = await handle.read(buffer, got, buffer.length - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
+      const n = readSync(fd, buffer, got, buffer.length - got, got);
+      if (n === 0) break;
+      got += n;
       if (got === buffer.length) break;
     }
     if (got !== entry.size) return new FerryError('ERR_SOURCE_CHANGED', `${entry.path}: file changed size while being sent`);
@@ -338,7 +339,7 @@ async function readSmall(entry: FileEntry): Promise<Buffer | FerryError> {
     const code = (err as NodeJS.ErrnoException).code;
     return new FerryError('ERR_UNREADABLE', `${entry.path}: cannot read (${code ?? 'error'})`, { cause: err });
   } finally {
-    await handle?.close();
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

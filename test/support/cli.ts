@@ -27,12 +27,27 @@ function withRetryDefault(args: string[]): string[] {
 }
 
 /**
+ * The code every test receiver uses and every test sender gives (through
+ * FERRY_CODE, as a script would), unless a test passes --code or --insecure:
+ * so the whole CLI suite runs encrypted, the default path.
+ */
+export const TEST_CODE = '7-orbit-velvet-cactus';
+
+function withCode(args: string[], env: Record<string, string>): { args: string[]; env: Record<string, string> } {
+  if (args.some((a) => a === '--insecure' || a === '--code' || a.startsWith('--code='))) return { args, env };
+  if (args[0] === 'receive') return { args: [...args, '--code', TEST_CODE], env };
+  if (args[0] === 'send') return { args, env: { FERRY_CODE: TEST_CODE, ...env } };
+  return { args, env };
+}
+
+/**
  * Runs `ferry ARGS` (killed after the test if still running). `opts` can give
  * it a piped stdin (`ferry send -`) or keep its stdout as raw bytes
  * (`ferry receive --stdout`, whose events then come from stderr).
  */
 export function ferry(args: string[], env: Record<string, string> = {}, opts: SpawnJsonOptions = {}): FerryProcess {
-  const proc = spawnJson(process.execPath, [CLI, ...withRetryDefault(args)], { ...process.env, ...env }, opts);
+  const coded = withCode(withRetryDefault(args), env);
+  const proc = spawnJson(process.execPath, [CLI, ...coded.args], { ...process.env, ...coded.env }, opts);
   running.add(proc.child);
   void proc.exited.then(() => running.delete(proc.child));
   return proc;

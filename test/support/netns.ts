@@ -12,6 +12,7 @@
  * route: traffic can only go from one namespace to the other.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { TEST_CODE } from './cli.js';
 import { spawnJson, type JsonEvent, type JsonProcess } from './process.js';
 import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -187,7 +188,11 @@ export async function createLink(): Promise<Link> {
       return p;
     },
     ferry(side, args) {
-      return link.spawn(side, [process.execPath, CLI, ...args]);
+      // Encrypted, as ferry runs by default: the test code on both sides unless a test says otherwise.
+      let coded = args.includes('--insecure') || args.includes('--code') || (args[0] !== 'send' && args[0] !== 'receive') ? args : [...args, '--code', TEST_CODE];
+      // One connection's behaviour is under test: no automatic retries unless asked for.
+      if (coded[0] === 'send' && !coded.includes('--retries')) coded = [...coded, '--retries', '0'];
+      return link.spawn(side, [process.execPath, CLI, ...coded]);
     },
     async shape(side, rate) {
       if (!TC) throw new Error('no `tc` command');
