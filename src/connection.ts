@@ -55,6 +55,7 @@ export class Connection {
   readonly failed: Promise<never>;
   private rejectFailed!: (err: FerryError) => void;
 
+  private batching = false;
   /** Heartbeats (PROGRESS) are welcome from the peer: true on the sending side. */
   private readonly acceptsHeartbeats: boolean;
 
@@ -114,6 +115,21 @@ export class Connection {
     return this.socket.write(bytes, () => {
       this.watchdog.refresh();
       done();
+    });
+  }
+
+  /**
+   * Holds writes until the current burst of synchronous and promise work is
+   * done, then sends them in one system call: a tree of small files is many
+   * small frames, one write each otherwise.
+   */
+  batch(): void {
+    if (this.batching) return;
+    this.batching = true;
+    this.socket.cork();
+    process.nextTick(() => {
+      this.batching = false;
+      this.socket.uncork();
     });
   }
 

@@ -78,6 +78,7 @@ class Replies {
       this.pending--;
       reply.report?.();
       this.worst = Math.max(this.worst, exitCodeOf(reply.code));
+      this.conn.batch();
       await this.conn.write(encodeVerdict(reply.code, reply.digest, reply.message));
     });
     // Failures surface in flush(); until then, no unhandled rejection.
@@ -208,16 +209,13 @@ async function receiveEager(conn: Connection, offer: OfferFrame, ctx: SessionCon
   }
 
   const algorithm = refused ? undefined : (checked as Checked).algorithm;
-  const hasher = algorithm?.create();
-  const pieces: Buffer[] = [];
+  // At most MAX_EAGER_BYTES, held until END: hashed there in one call.
+  let pieces: Buffer[] = [];
   let received = 0;
   conn.setDataHandler((piece) => {
     if (received + piece.length > offer.size) throw new FerryError('ERR_SIZE_MISMATCH', `more than the ${offer.size} bytes offered`);
     received += piece.length;
-    if (hasher) {
-      hasher.update(piece);
-      pieces.push(piece);
-    }
+    if (algorithm) pieces.push(piece);
   });
   let end;
   try {
@@ -225,13 +223,15 @@ async function receiveEager(conn: Connection, offer: OfferFrame, ctx: SessionCon
   } finally {
     conn.setDataHandler(null);
   }
-  if (refused || !algorithm || !hasher) {
+  if (refused || !algorithm) {
     const err = refused ?? new FerryError('ERR_TRANSFER', 'refused');
     replies.push(Promise.resolve({ code: err.code, digest: noDigest, message: err.message, report: () => refusalEvent(ctx, conn, err, nameOf()) }));
     return;
   }
   const { name, parts } = checked as Checked;
-  const digest = hasher.digest();
+  const content = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+  pieces = [content];
+  const digest = digestOf(algorithm, content);
   const verdict = verify(algorithm, offer, end.digests, digest, received, offer.size);
   if (verdict) {
     replies.push(Promise.resolve({ code: verdict.code, digest, message: verdict.message, report: () => failureEvent(ctx, conn, verdict, name) }));

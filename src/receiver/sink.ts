@@ -27,6 +27,13 @@ export function partialName(relativePath: string): string {
   return `${TEMP_PREFIX}${createHash('sha256').update(relativePath, 'utf8').digest('hex').slice(0, 32)}${TEMP_SUFFIX}`;
 }
 
+/** Per process: 8 random bytes once, then a counter, for temp names nobody else picks (O_EXCL checks anyway). */
+const TEMP_STEM = randomBytes(8).toString('hex');
+let tempCounter = 0;
+function uniqueTempName(): string {
+  return `${TEMP_PREFIX}${TEMP_STEM}${(tempCounter++).toString(16).padStart(16, '0')}${TEMP_SUFFIX}`;
+}
+
 /** Common to the file sink and --stdout: where the bytes of one incoming file go. */
 export interface Sink {
   readonly full: boolean;
@@ -84,7 +91,7 @@ export class FileSink implements Sink {
    * early in the background.
    */
   static async create(dir: string, fsync: boolean): Promise<FileSink> {
-    const tempPath = join(dir, `${TEMP_PREFIX}${randomBytes(16).toString('hex')}${TEMP_SUFFIX}`);
+    const tempPath = join(dir, uniqueTempName());
     try {
       return new FileSink(tempPath, await open(tempPath, 'wx', 0o600), fsync);
     } catch (err) {
@@ -340,7 +347,7 @@ export async function commitSmall(
   pieces: readonly Buffer[],
   meta: { mode: number; mtimeMs: number; overwrite: boolean; fsync: boolean },
 ): Promise<void> {
-  const tempPath = join(dir, `${TEMP_PREFIX}${randomBytes(16).toString('hex')}${TEMP_SUFFIX}`);
+  const tempPath = join(dir, uniqueTempName());
   let fd: number | undefined;
   let named = false;
   try {

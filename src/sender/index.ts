@@ -268,6 +268,7 @@ async function runAttempt(todo: Entry[], ctx: AttemptContext): Promise<FerryErro
           content = read;
         }
         const digest = entry.kind === 'file' ? digestOf(algorithm, content) : Buffer.alloc(0);
+        conn.batch();
         await conn.write(eagerFrames(entry, content, algorithm, digest));
         inFlight.push({ entry, digest, bytes: content.length, started, algorithm });
         inFlightBytes += content.length;
