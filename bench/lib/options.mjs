@@ -5,7 +5,7 @@
 import { tmpdir } from 'node:os';
 
 export const WORKLOAD_IDS = ['1g', '4g', '10k', 'concurrent', '1byte'];
-export const TOOL_NAMES = ['ferry', 'nc', 'scp', 'rsync'];
+export const TOOL_NAMES = ['ferry', 'ferry-plain', 'nc', 'scp', 'rsync'];
 
 /** name -> [env variable, default, parser] */
 const SPEC = {

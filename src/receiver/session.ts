@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Connection } from '../connection.js';
 import { progressReporter, type EventListener } from '../events.js';
-import { SUPPORTED_ALGORITHMS, algorithmById, digestOf, type HashAlgorithm, type Hasher } from '../hash.js';
+import { SUPPORTED_ALGORITHMS, algorithmById, batchedHasher, digestOf, type HashAlgorithm, type Hasher } from '../hash.js';
 import { FrameType, OfferFlag } from '../protocol/constants.js';
 import { FerryError, exitCodeOf, toFerryError, type ErrorCode } from '../protocol/errors.js';
 import { encodeAccept, encodeHello, encodeProgress, encodeRefuse, encodeVerdict, type OfferFrame } from '../protocol/messages.js';
@@ -397,7 +397,7 @@ async function receiveFile(
       return await refuse(toFerryError(err), name);
     }
     const started = performance.now();
-    let hasher: Hasher = algorithm.create();
+    let hasher: Hasher = batchedHasher(algorithm.create());
     if (offset > 0) await conn.local(() => sink!.hashPrefix!(hasher, offset));
     let received = offset;
     const progress = progressReporter(ctx.emit, { side: 'receive', name, bytes: offer.size, peer: conn.peer });
@@ -426,7 +426,7 @@ async function receiveFile(
       if (resume.offset === 0) {
         // The sender's file starts differently: what we held was another file.
         await conn.local(() => fileSink.restart!());
-        hasher = algorithm.create();
+        hasher = batchedHasher(algorithm.create());
         received = 0;
         offset = 0;
       } else if (resume.offset !== offset) {
