@@ -43,7 +43,8 @@ const NAME = 'resume.bin';
  */
 const ferryArgs = {
   receive: (dir) => ['receive', '--json', '--host', LOOPBACK, '--port', '0', '--dir', dir],
-  send: (file, receiver, port, extra = []) => ['send', file, '--to', `${LOOPBACK}:${port}`, '--json', ...extra],
+  // Encrypted, as ferry runs by default: the code is the one the receiver printed.
+  send: (file, receiver, port, extra = []) => ['send', file, '--to', `${LOOPBACK}:${port}`, '--json', '--code', receiver.listening.code, ...extra],
 };
 
 // ---------------------------------------------------------------- options

@@ -32,8 +32,8 @@ try {
   for (let written = 0; written < SIZE; written += 16 << 20) await file.write(randomBytes(16 << 20));
   await file.close();
 
-  // The receiver prints its port (chosen by the OS) as its first JSON line.
-  const port = await new Promise((resolve, reject) => {
+  // The receiver prints its port (chosen by the OS) and its fresh one-time code as its first JSON line.
+  const { port, code } = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the receiver did not start within 10 s')), 10_000);
     let buffer = '';
     receiver.stdout.setEncoding('utf8').on('data', (text) => {
@@ -42,16 +42,16 @@ try {
         const event = JSON.parse(line);
         if (event.event === 'listening') {
           clearTimeout(timer);
-          resolve(event.port);
+          resolve({ port: event.port, code: event.code });
         }
         if (event.event === 'received') console.log(`demo: the receiver saved ${event.path} (${event.hash.algorithm} ${event.hash.digest})`);
       }
       buffer = buffer.slice(buffer.lastIndexOf('\n') + 1);
     });
   });
-  console.log(`demo: receiver listening on 127.0.0.1 port ${port}; sending a 256 MiB file`);
-  console.log(`demo: $ ferry send ${sample} --to 127.0.0.1:${port}`);
-  const sender = spawn(process.execPath, [cli, 'send', sample, '--to', `127.0.0.1:${port}`], { stdio: 'inherit' });
+  console.log(`demo: receiver listening on 127.0.0.1 port ${port} with the one-time code ${code}; sending a 256 MiB file, encrypted`);
+  console.log(`demo: $ ferry send ${sample} --to 127.0.0.1:${port} --code ${code}`);
+  const sender = spawn(process.execPath, [cli, 'send', sample, '--to', `127.0.0.1:${port}`, '--code', code], { stdio: 'inherit' });
   const [sent, received] = await Promise.all([exited(sender), exited(receiver)]);
   const [before, after] = await Promise.all([sha256(sample), sha256(join(inbox, 'sample.bin'))]);
   if (sent === 0 && received === 0 && before === after) {

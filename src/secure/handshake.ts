@@ -183,6 +183,23 @@ export class CodeGuard {
   }
 }
 
+/**
+ * Password scalars of the codes this process has sent with: scrypt costs
+ * about 0.1 s, and a library user sending 100 files at once with one code
+ * (or a sender retrying) needs it once, not per connection.
+ */
+const scalars = new Map<string, Promise<bigint>>();
+function cachedScalar(code: string): Promise<bigint> {
+  let w = scalars.get(code);
+  if (!w) {
+    if (scalars.size >= 16) scalars.clear();
+    w = passwordScalar(code);
+    scalars.set(code, w);
+    w.catch(() => scalars.delete(code));
+  }
+  return w;
+}
+
 /** Sender: PAKE + TLS over a connected socket; resolves to the TLS socket ferry frames then run in. */
 export async function secureClient(socket: Socket, code: string, options: HandshakeOptions): Promise<TLSSocket> {
   let password: string;
@@ -194,7 +211,7 @@ export async function secureClient(socket: Socket, code: string, options: Handsh
   }
   const hs = new Handshake(socket, options);
   try {
-    const w = await hs.bounded(passwordScalar(password), 'the password hash');
+    const w = await hs.bounded(cachedScalar(password), 'the password hash');
     const state = spake2Start('A', w);
     hs.write(encodeFrame(FrameType.Pake, state.share));
     const first = await hs.next('PAKE');
