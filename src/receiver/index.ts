@@ -74,8 +74,8 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   await checkDir(dir);
   if (options.insecure && options.code !== undefined) throw new FerryError('ERR_USAGE', 'a code and --insecure do not go together');
   const guard = options.insecure ? undefined : new CodeGuard(options.code ?? generateCode(), options.rateLimit ?? {});
-  // scrypt of the code, once, while we start listening.
-  const warm = guard?.scalar();
+  // scrypt of the code, once, started now: a handshake that arrives first waits for it.
+  void guard?.scalar().catch(() => {});
   const once = (options.once ?? false) || options.stdout !== undefined;
   const userEmit: EventListener = options.onEvent ?? (() => {});
   const started = performance.now();
@@ -184,7 +184,6 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     void shutdown(err, err.exitCode);
   };
 
-  await warm;
   const address = await listen(server, options.host, options.port ?? DEFAULT_PORT);
   // After binding, errors come from accept() (out of file descriptors): report, keep serving.
   server.on('error', (err) => {
