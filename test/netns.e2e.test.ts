@@ -11,7 +11,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { fingerprint, listing, tempDir, writeSample } from './support/files.js';
+import { fingerprint, listing, partials, tempDir, visible, writeSample } from './support/files.js';
 import {
   RELAY,
   canUseNetns,
@@ -117,7 +117,7 @@ describe.skipIf(!canUseNetns)(title, () => {
     }
   }, 45_000);
 
-  test('the link down for good mid-transfer (--timeout 3): both sides exit 1 in time, nothing left in the folder', async () => {
+  test('the link down for good mid-transfer (--timeout 3): both sides exit 1 in time, nothing visible left, the partial kept for a resume', async () => {
     const link = await createLink();
     try {
       await link.shape('sender', '50mbit');
@@ -141,7 +141,8 @@ describe.skipIf(!canUseNetns)(title, () => {
       expect(tx.events.some((e) => e.event === 'sent')).toBe(false);
       expect(rx.events.some((e) => e.event === 'received')).toBe(false);
       // No file under the final name, no .ferry-*.part: the folder is as it was.
-      expect(await listing(dst)).toEqual([]);
+      expect(await visible(dst)).toEqual([]);
+      expect(await partials(dst)).toHaveLength(1);
       console.log(
         `netns: link down for good at ${mib(lastDone(rx))} received, --timeout 3: ` +
           `sender exit ${txCode} ${String(txError.code)} after ${txSeconds.toFixed(2)} s, receiver exit ${rxCode} ${String(rxError.code)} after ${rxSeconds.toFixed(2)} s`,
