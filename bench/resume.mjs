@@ -20,13 +20,14 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { sha256 } from './lib/data.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(REPO, 'dist', 'ferry.mjs');
@@ -233,16 +234,6 @@ async function makeFile(path, bytes) {
   return hash.digest('hex');
 }
 
-function sha256Of(path) {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    createReadStream(path)
-      .on('error', reject)
-      .on('data', (chunk) => hash.update(chunk))
-      .on('end', () => resolve(hash.digest('hex')));
-  });
-}
-
 // ---------------------------------------------------------------- the measurement
 
 const log = (text) => process.stderr.write(`${text}\n`);
@@ -300,7 +291,7 @@ async function main() {
 
   receiver.child.kill('SIGINT');
   await finish(receiver, 10_000, 'ferry receive').catch(() => receiver.child.kill('SIGKILL'));
-  const intact = (await sha256Of(join(dst, NAME))) === digest;
+  const intact = (await sha256(join(dst, NAME))) === digest;
   if (!intact) throw new Error('the received file differs from the source');
 
   const result = {

@@ -103,7 +103,7 @@ async function listTree(root) {
   return found;
 }
 
-function sha256(path) {
+export function sha256(path) {
   return new Promise((resolve, reject) => {
     const hash = createHash('sha256');
     createReadStream(path)

@@ -15,6 +15,8 @@ import { runSession, type SessionContext } from './session.js';
 export const DEFAULT_PORT = 7878;
 /** Sessions served at once; more connections wait in the kernel's backlog. */
 const DEFAULT_MAX_CONNECTIONS = 256;
+/** Folders the start-up sweep of stale partial files reads at most (`receive --clean` reads all). */
+const STARTUP_SWEEP_DIRS = 1000;
 /** How long close() lets sessions tidy up (delete temp files) before it stops waiting. */
 const CLOSE_GRACE_MS = 5000;
 
@@ -91,7 +93,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     userEmit(event);
   };
   // Kept partial files too old to resume (PARTIAL_MAX_AGE_MS): not on the way of a receiver that has work to do.
-  if (!options.stdout) void cleanPartials(dir, { all: false }).catch(() => {});
+  if (!options.stdout) void cleanPartials(dir, { all: false, maxDirs: STARTUP_SWEEP_DIRS }).catch(() => {});
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const sessions = new Map<Connection, Promise<number>>();
   let closing: FerryError | null = null;

@@ -68,14 +68,18 @@ export class TargetTree {
 /**
  * Deletes kept partial files (`.ferry-*.part`) under `root`, all of them or
  * only those older than PARTIAL_MAX_AGE_MS. Does not follow symlinks.
- * Returns how many were deleted.
+ * Reads at most `maxDirs` folders: the sweep a receiver makes when it starts
+ * must not walk a whole home directory given as --dir. Returns how many
+ * files were deleted.
  */
-export async function cleanPartials(root: string, options: { all: boolean; now?: number }): Promise<number> {
+export async function cleanPartials(root: string, options: { all: boolean; now?: number; maxDirs?: number }): Promise<number> {
   const now = options.now ?? Date.now();
   let count = 0;
+  let budget = options.maxDirs ?? Number.POSITIVE_INFINITY;
+  // Breadth first: the folders nearest the root, where transfers land, come first.
   const pending = [root];
-  while (pending.length > 0) {
-    const dir = pending.pop()!;
+  while (pending.length > 0 && budget-- > 0) {
+    const dir = pending.shift()!;
     let entries;
     try {
       entries = await readdir(dir, { withFileTypes: true });
