@@ -34,7 +34,7 @@ export async function inspectSource(path: string): Promise<SourceFile> {
     if (code === 'ENOENT' || code === 'ENOTDIR') throw new FerryError('ERR_NOT_FOUND', `${path}: no such file`);
     throw new FerryError('ERR_UNREADABLE', `${path}: cannot read (${code ?? 'error'})`, { cause: err });
   }
-  if (info.isDirectory()) throw new FerryError('ERR_USAGE', `${path}: is a directory (ferry sends files)`);
+  if (info.isDirectory()) throw new FerryError('ERR_USAGE', `${path}: is a folder`);
   if (!info.isFile()) throw new FerryError('ERR_USAGE', `${path}: not a regular file`);
   if (info.size > MAX_FILE_SIZE) throw new FerryError('ERR_USAGE', `${path}: too large`);
   // Open now so that an unreadable file is a usage error before anything is sent.
