@@ -66,27 +66,36 @@ interface Reply {
 /** VERDICTs of eager offers, written in offer order however their disk work interleaves. */
 class Replies {
   private chain: Promise<void> = Promise.resolve();
-  private pending = 0;
+  /** One promise per verdict not yet written, oldest first (they settle in this order). */
+  private readonly unwritten: Promise<void>[] = [];
   worst = 0;
 
   constructor(private readonly conn: Connection) {}
 
   push(outcome: Promise<Reply>): void {
-    this.pending++;
-    this.chain = this.chain.then(async () => {
+    const written = this.chain.then(async () => {
       const reply = await outcome;
-      this.pending--;
       reply.report?.();
       this.worst = Math.max(this.worst, exitCodeOf(reply.code));
       this.conn.batch();
       await this.conn.write(encodeVerdict(reply.code, reply.digest, reply.message));
     });
-    // Failures surface in flush(); until then, no unhandled rejection.
-    this.chain.catch(() => {});
+    this.chain = written;
+    this.unwritten.push(written);
+    // Failures surface in room() and flush(); until then, no unhandled rejection.
+    written.then(
+      () => this.unwritten.shift(),
+      () => {},
+    );
   }
 
-  get full(): boolean {
-    return this.pending >= MAX_PENDING_REPLIES;
+  /**
+   * Waits while MAX_PENDING_REPLIES verdicts are unwritten, for the oldest
+   * only: the next offers are read while the rest of the disk work goes on,
+   * instead of stopping until the whole window is out.
+   */
+  async room(): Promise<void> {
+    while (this.unwritten.length >= MAX_PENDING_REPLIES) await this.unwritten[0];
   }
 
   /** Waits until every queued verdict is written. */
@@ -110,7 +119,7 @@ export async function runSession(conn: Connection, ctx: SessionContext): Promise
     ctx.onHandshake();
     await conn.write(encodeHello(SUPPORTED_ALGORITHMS.map((a) => a.id)));
     for (;;) {
-      if (replies.full) await replies.flush();
+      await replies.room();
       const frame = await conn.expect([FrameType.Offer, FrameType.Bye], 'IDLE');
       if (frame.type === FrameType.Bye) break;
       if ((frame.flags & (OfferFlag.Eager | OfferFlag.Directory)) !== 0) {
