@@ -31,7 +31,7 @@ export const DEFAULT_TIMEOUT_MS = 30_000;
 const HOLD_WHILE_BUSY = 1024 * 1024;
 
 /** How long an ABORT may take to flush before the socket is destroyed anyway. */
-const ABORT_GRACE_MS = 2000;
+export const ABORT_GRACE_MS = 2000;
 
 export class Connection {
   readonly socket: Socket;
@@ -341,7 +341,8 @@ export class Connection {
   }
 }
 
-function formatPeer(address: string | undefined, port: number | undefined): string {
+/** `host:port` of a peer, IPv4-mapped addresses unwrapped and IPv6 in brackets. */
+export function formatPeer(address: string | undefined, port: number | undefined): string {
   if (!address) return 'peer';
   const host = address.startsWith('::ffff:') ? address.slice(7) : address;
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;

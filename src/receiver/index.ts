@@ -5,7 +5,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import { Connection, DEFAULT_TIMEOUT_MS } from '../connection.js';
+import { Connection, DEFAULT_TIMEOUT_MS, formatPeer } from '../connection.js';
 import type { EventListener } from '../events.js';
 import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
 import { CodeGuard, generateCode, secureServer } from '../secure/index.js';
@@ -152,7 +152,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
       (err: unknown) => {
         handshaking.delete(socket);
         const e = toFerryError(err);
-        const peer = socket.remoteAddress ? `${socket.remoteAddress.replace(/^::ffff:/, '')}:${socket.remotePort}` : 'a peer';
+        const peer = formatPeer(socket.remoteAddress, socket.remotePort);
         // A stranger's wrong code is worth a line; the receiver serves on.
         const message = e.code === 'ERR_BAD_CODE' ? `${peer} gave a wrong code; nothing was written` : `${peer}: ${e.message}`;
         emit({ event: 'error', code: e.code, message, exitCode: e.exitCode, peer });

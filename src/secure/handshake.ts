@@ -19,6 +19,7 @@
 import { hkdfSync } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { createServer as createTlsServer, connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { ABORT_GRACE_MS, formatPeer } from '../connection.js';
 import { FrameType, FRAME_NAMES } from '../protocol/constants.js';
 import { FrameDecoder } from '../protocol/decoder.js';
 import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
@@ -51,8 +52,6 @@ export const TLS_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256'
 /** Wrong-code limiter defaults: 5 at once, then one every 6 s (10 a minute sustained). */
 export const DEFAULT_RATE_LIMIT = Object.freeze({ burst: 5, refillMs: 6000 });
 
-/** How long an ABORT may take to flush before the socket is destroyed anyway. */
-const ABORT_GRACE_MS = 2000;
 
 /** The TLS PSK for a SPAKE2 session key: HKDF-SHA256(ikm = Ke, salt = empty, info = "ferry tls psk v1", 32 bytes). */
 export function tlsPsk(Ke: Uint8Array): Buffer {
@@ -300,7 +299,7 @@ class Handshake {
     this.socket = socket;
     this.timeoutMs = options.timeoutMs;
     this.signal = options.signal;
-    this.peer = peerOf(socket);
+    this.peer = formatPeer(socket.remoteAddress, socket.remotePort);
     this.decoder = new FrameDecoder({
       onFrame: (frame) => {
         this.pending = frame;
@@ -531,9 +530,10 @@ function acceptTls(socket: Socket, psk: Buffer, timeoutMs: number): SecuredTls {
     // No certificate: a handshake that does not use our PSK cannot complete.
     pskCallback: (_socket, identity) => (identity === PSK_IDENTITY ? psk : null),
   });
+  const peer = formatPeer(socket.remoteAddress, socket.remotePort);
   const done = new Promise<TLSSocket>((resolve, reject) => {
     server.once('secureConnection', (tlsSocket: TLSSocket) => settle(resolve, tlsSocket));
-    server.once('tlsClientError', (err: NodeJS.ErrnoException) => reject(tlsFailure(err, peerOf(socket))));
+    server.once('tlsClientError', (err: NodeJS.ErrnoException) => reject(tlsFailure(err, peer)));
   });
   server.emit('connection', socket);
   return { socket: null, done };
@@ -550,16 +550,13 @@ function connectTls(socket: Socket, psk: Buffer): SecuredTls {
     // Only called for a certificate-authenticated (non-PSK) session: never ours.
     checkServerIdentity: () => new Error('ferry expects a session keyed by the code, not a certificate'),
   });
+  const peer = formatPeer(socket.remoteAddress, socket.remotePort);
   const done = new Promise<TLSSocket>((resolve, reject) => {
     tlsSocket.once('secureConnect', () => settle(resolve, tlsSocket));
-    tlsSocket.once('error', (err: NodeJS.ErrnoException) => reject(tlsFailure(err, peerOf(socket))));
-    tlsSocket.once('close', () => reject(new FerryError('ERR_CONNECTION_LOST', `${peerOf(socket)} closed the connection during the TLS handshake`)));
+    tlsSocket.once('error', (err: NodeJS.ErrnoException) => reject(tlsFailure(err, peer)));
+    tlsSocket.once('close', () => reject(new FerryError('ERR_CONNECTION_LOST', `${peer} closed the connection during the TLS handshake`)));
   });
   return { socket: tlsSocket, done };
-}
-
-function peerOf(socket: Socket): string {
-  return socket.remoteAddress === undefined ? 'the peer' : `${socket.remoteAddress}:${socket.remotePort ?? 0}`;
 }
 
 function tlsFailure(err: NodeJS.ErrnoException, peer: string): FerryError {
