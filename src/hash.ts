@@ -7,6 +7,7 @@
  * native BLAKE3 module cannot load on a platform.
  */
 import { createHash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { HashId } from './protocol/constants.js';
 
@@ -118,4 +119,21 @@ export function batchedHasher(hasher: Hasher, minBytes = 512 * 1024): Hasher {
       return hasher.digest();
     },
   };
+}
+
+/**
+ * Feeds the first `length` bytes of an open file to `hasher`, reading
+ * through `buffer`. Returns the bytes hashed: fewer than `length` when the
+ * file is shorter (each caller says what that means). Both sides of a
+ * resume hash a prefix this way.
+ */
+export async function hashFilePrefix(handle: FileHandle, hasher: Hasher, length: number, buffer: Buffer): Promise<number> {
+  let at = 0;
+  while (at < length) {
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, length - at), at);
+    if (bytesRead === 0) break;
+    hasher.update(buffer.subarray(0, bytesRead));
+    at += bytesRead;
+  }
+  return at;
 }

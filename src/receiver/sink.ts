@@ -8,7 +8,7 @@ import { closeSync, constants as fsConstants, fchmodSync, fdatasync, futimesSync
 import { createHash, randomBytes } from 'node:crypto';
 import { link, lstat, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Hasher } from '../hash.js';
+import { hashFilePrefix, type Hasher } from '../hash.js';
 import { FerryError } from '../protocol/errors.js';
 
 /**
@@ -141,11 +141,8 @@ export class FileSink implements Sink {
   /** Feeds the first `length` bytes held to `hasher` (to prove a resumed prefix). */
   async hashPrefix(hasher: Hasher, length: number): Promise<void> {
     const buffer = Buffer.allocUnsafe(Math.min(length, 1024 * 1024) || 1);
-    for (let at = 0; at < length; ) {
-      const { bytesRead } = await this.handle.read(buffer, 0, Math.min(buffer.length, length - at), at);
-      if (bytesRead === 0) throw new FerryError('ERR_IO', `${this.tempPath} shrank while being read`);
-      hasher.update(buffer.subarray(0, bytesRead));
-      at += bytesRead;
+    if ((await hashFilePrefix(this.handle, hasher, length, buffer)) < length) {
+      throw new FerryError('ERR_IO', `${this.tempPath} shrank while being read`);
     }
   }
 

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection, DEFAULT_TIMEOUT_MS } from '../connection.js';
 import type { EventListener, HashInfo } from '../events.js';
 import { progressReporter } from '../events.js';
-import { SUPPORTED_ALGORITHMS, algorithmByName, chooseAlgorithm, digestOf, type HashAlgorithm, type Hasher } from '../hash.js';
+import { SUPPORTED_ALGORITHMS, algorithmByName, chooseAlgorithm, digestOf, hashFilePrefix, type HashAlgorithm, type Hasher } from '../hash.js';
 import { FrameType, HEADER_SIZE, MAX_EAGER_BYTES, OfferFlag } from '../protocol/constants.js';
 import { FerryError, abortError, exitCodeOf, toFerryError, type ErrorCode } from '../protocol/errors.js';
 import { encodeBye, encodeEnd, encodeFrame, encodeHello, encodeOffer, encodeResume, frameDataInPlace, payloadOf } from '../protocol/messages.js';
@@ -428,13 +428,8 @@ async function sendLarge(conn: Connection, entry: FileEntry, algorithm: HashAlgo
 async function hashRange(handle: FileHandle, hasher: Hasher, length: number, pool: BufferPool): Promise<void> {
   const buffer = await pool.acquire();
   try {
-    for (let at = 0; at < length; ) {
-      const want = Math.min(pool.chunkSize, length - at);
-      const got = await readChunk(handle, buffer, want, at);
-      if (got < want) throw new FerryError('ERR_SOURCE_CHANGED', 'file shrank while being read');
-      hasher.update(buffer.subarray(HEADER_SIZE, HEADER_SIZE + got));
-      at += got;
-    }
+    const payload = buffer.subarray(HEADER_SIZE, HEADER_SIZE + pool.chunkSize);
+    if ((await hashFilePrefix(handle, hasher, length, payload)) < length) throw new FerryError('ERR_SOURCE_CHANGED', 'file shrank while being read');
   } finally {
     pool.release(buffer);
   }

@@ -21,7 +21,7 @@ afterEach(() => {
  * of 1 s and up: tests of what one connection does see it fail at once
  * (`--retries 0`), unless they set --retries or --retry-delay themselves.
  */
-function withRetryDefault(args: string[]): string[] {
+export function withRetryDefault(args: string[]): string[] {
   if (args[0] !== 'send' || args.some((a) => /^--retr(ies|y-delay)(=|$)/.test(a))) return args;
   return [...args, '--retries', '0'];
 }

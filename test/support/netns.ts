@@ -12,7 +12,7 @@
  * route: traffic can only go from one namespace to the other.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { TEST_CODE } from './cli.js';
+import { TEST_CODE, withRetryDefault } from './cli.js';
 import { spawnJson, type JsonEvent, type JsonProcess } from './process.js';
 import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -189,9 +189,9 @@ export async function createLink(): Promise<Link> {
     },
     ferry(side, args) {
       // Encrypted, as ferry runs by default: the test code on both sides unless a test says otherwise.
-      let coded = args.includes('--insecure') || args.includes('--code') || (args[0] !== 'send' && args[0] !== 'receive') ? args : [...args, '--code', TEST_CODE];
-      // One connection's behaviour is under test: no automatic retries unless asked for.
-      if (coded[0] === 'send' && !coded.includes('--retries')) coded = [...coded, '--retries', '0'];
+      const coded = withRetryDefault(
+        args.includes('--insecure') || args.includes('--code') || (args[0] !== 'send' && args[0] !== 'receive') ? args : [...args, '--code', TEST_CODE],
+      );
       return link.spawn(side, [process.execPath, CLI, ...coded]);
     },
     async shape(side, rate) {
