@@ -55,6 +55,12 @@ describe('encoder matches docs/protocol.md byte for byte', () => {
     expect(decoded.frames[0]).toMatchObject({ code: 'ERR_EXISTS', message: 'é'.repeat(512) });
   });
 
+  test('HELLO: unknown feature bits and algorithm ids decode, to be ignored (protocol.md 5.1), not rejected', () => {
+    const decoded = decodePieces([encodeHello([0xee, HashId.Sha256], 0x0100_0000)]);
+    expect(decoded.error).toBeUndefined();
+    expect(decoded.frames[0]).toMatchObject({ features: 0x0100_0000, algorithms: [0xee, HashId.Sha256] });
+  });
+
   test('negative mtimes survive (files from before 1970)', () => {
     const decoded = decodePieces([encodeOffer({ ...exampleOffer, mtimeMs: -86_400_000 })]);
     expect(decoded.frames[0]).toMatchObject({ mtimeMs: -86_400_000 });
