@@ -90,29 +90,37 @@ export function chooseAlgorithm(peerIds: readonly number[], preferred?: HashAlgo
 }
 
 /**
- * A hasher fed in pieces of at least `minBytes`: small pieces are gathered
- * and hashed together. Through TLS the receiver gets 16 KiB pieces, and
- * hashing each on its own measured slower than one copy and one update per
- * 512 KiB.
+ * A hasher fed in pieces of at least `minBytes`: small pieces are copied into
+ * one reused scratch buffer and hashed together. Through TLS the receiver gets
+ * 16 KiB pieces; per 1 GiB of them (bench: BLAKE3, this machine) one update
+ * each took 0.32-0.36 s, gathering them with Buffer.concat 0.48-0.51 s (a
+ * fresh 512 KiB allocation every time), and copying into one scratch buffer
+ * 0.27-0.28 s. Pieces that arrive as large as `minBytes` skip the copy.
  */
 export function batchedHasher(hasher: Hasher, minBytes = 512 * 1024): Hasher {
-  let pending: Uint8Array[] = [];
-  let pendingBytes = 0;
+  let scratch: Buffer | null = null;
+  let filled = 0;
   const flush = (): void => {
-    if (pending.length === 0) return;
-    hasher.update(pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes));
-    pending = [];
-    pendingBytes = 0;
+    if (filled === 0) return;
+    // update() consumes its input before returning, so the scratch is free again.
+    hasher.update(scratch!.subarray(0, filled));
+    filled = 0;
   };
   return {
     update(data) {
-      if (pendingBytes === 0 && data.length >= minBytes) {
+      if (filled === 0 && data.length >= minBytes) {
         hasher.update(data);
         return;
       }
-      pending.push(data);
-      pendingBytes += data.length;
-      if (pendingBytes >= minBytes) flush();
+      scratch ??= Buffer.allocUnsafe(minBytes);
+      let at = 0;
+      while (at < data.length) {
+        const n = Math.min(data.length - at, minBytes - filled);
+        scratch.set(data.subarray(at, at + n), filled);
+        filled += n;
+        at += n;
+        if (filled === minBytes) flush();
+      }
     },
     digest() {
       flush();

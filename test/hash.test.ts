@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest';
-import { SUPPORTED_ALGORITHMS, algorithmByName, chooseAlgorithm } from '../src/hash.js';
+import { SUPPORTED_ALGORITHMS, algorithmByName, batchedHasher, chooseAlgorithm } from '../src/hash.js';
 import { HashId } from '../src/protocol/constants.js';
 
 const digestOf = (name: string, parts: Buffer[]): string => {
@@ -22,6 +22,23 @@ test('incremental updates with views equal one update (the receiver hashes socke
   const data = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 31) & 0xff));
   const parts = [data.subarray(0, 1), data.subarray(1, 1025), data.subarray(1025, 4096), data.subarray(4096)];
   for (const name of ['blake3', 'sha256']) expect(digestOf(name, parts)).toBe(digestOf(name, [data]));
+});
+
+test('the batched hasher gives the same digests as one update, whatever the piece sizes, and keeps going after a digest', () => {
+  const data = Buffer.from(Array.from({ length: 20_000 }, (_, i) => (i * 131 + (i >> 7)) & 0xff));
+  // Pieces smaller than, equal to and larger than the batch, some crossing it while partly filled.
+  const sizes = [1, 63, 64, 65, 200, 1, 64, 4000, 0, 17, 128, 3];
+  for (const name of ['blake3', 'sha256']) {
+    const batched = batchedHasher(algorithmByName(name)!.create(), 64);
+    let at = 0;
+    for (let i = 0; at < data.length; i++) {
+      const piece = data.subarray(at, at + sizes[i % sizes.length]!);
+      batched.update(piece);
+      at += piece.length;
+      if (i === 5) expect(batched.digest().toString('hex')).toBe(digestOf(name, [data.subarray(0, at)]));
+    }
+    expect(batched.digest().toString('hex')).toBe(digestOf(name, [data]));
+  }
 });
 
 test('algorithm choice: our preference among what the peer lists', () => {
