@@ -84,11 +84,11 @@ describe.skipIf(!canUseNetns)(title, () => {
     }
   }, 45_000);
 
-  test('the link down for 2 s mid-transfer (--timeout 10): TCP recovers, 32 MiB arrive verified', async () => {
+  test('the link down for 2 s mid-transfer (--timeout 10): TCP recovers, 16 MiB arrive verified', async () => {
     const link = await createLink();
     try {
       await link.shape('sender', '50mbit');
-      const { dst, file } = await sample('outage-2s.bin', 32 * MiB);
+      const { dst, file } = await sample('outage-2s.bin', 16 * MiB);
       const rx = await startReceiver(link, dst, ['--timeout', '10']);
       const tx = link.ferry('sender', ['send', file.path, '--to', `${link.receiver.addr}:${rx.port}`, '--json', '--timeout', '10']);
       const first = await rx.waitFor((e) => e.event === 'progress' && e.side === 'receive' && (e.done as number) > 0, 15_000);
@@ -104,18 +104,22 @@ describe.skipIf(!canUseNetns)(title, () => {
       expect(tx.exitedAt(), 'the sender finished before the link came back').toBeUndefined();
       expect(rx.exitedAt(), 'the receiver finished before the link came back').toBeUndefined();
       const doneAtUp = lastDone(rx);
-      const codes = await Promise.all([tx.exit(30_000), rx.exit(30_000)]);
+      // After the outage TCP restarts from a small window and, through tbf's
+      // drops, sometimes climbs back slowly: runs here took 8 to 28 s for
+      // 32 MiB. What matters is that it recovers, so the file is 16 MiB and
+      // the bound generous.
+      const codes = await Promise.all([tx.exit(60_000), rx.exit(60_000)]);
       const seconds = await expectVerified(tx, rx, codes, dst, 'outage-2s.bin', file.content);
       const resumedAt = firstProgressAfter(rx, doneAtUp);
       console.log(
         `netns: link down ${((upAt - downAt) / 1000).toFixed(2)} s at ${mib(first.done as number)} received (50mbit tbf): ` +
-          `32 MiB verified in ${seconds.toFixed(2)} s = ${rate(32 * MiB, seconds)}` +
+          `16 MiB verified in ${seconds.toFixed(2)} s = ${rate(16 * MiB, seconds)}` +
           (resumedAt === undefined ? '' : `; receiver progress resumed ${((resumedAt - upAt) / 1000).toFixed(2)} s after the link came up`),
       );
     } finally {
       await link.destroy();
     }
-  }, 45_000);
+  }, 90_000);
 
   test('the link down for good mid-transfer (--timeout 3): both sides exit 1 in time, nothing visible left, the partial kept for a resume', async () => {
     const link = await createLink();
