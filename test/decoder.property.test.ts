@@ -116,8 +116,10 @@ describe('decoder properties', () => {
         fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 6 }),
         (content, chunk, flips, fractions) => {
           const stream = Buffer.from(senderStream(content, chunk, 'f.bin'));
-          expect(verdict([stream])).toBe('verified');
-          const offer = Buffer.from(payloadOf(encodeOffer({ size: content.length, mtimeMs: 0, mode: 0o600, algorithm: HashId.Sha256, name: 'f.bin' })));
+          const sent = receive([stream]);
+          expect(sent.verdict).toBe('verified');
+          // Copied: the flips below change the stream in place.
+          const offer = Buffer.from(sent.offer!);
           // XOR distinct positions with non-zero masks: the stream really changes.
           const seen = new Set<number>();
           for (const [where, mask] of flips) {
