@@ -9,15 +9,17 @@
  * connection: every pending and later wait rejects with that error.
  */
 import type { Socket } from 'node:net';
-import { FrameType } from './protocol/constants.js';
+import { FRAME_NAMES, FrameType } from './protocol/constants.js';
 import { FrameDecoder } from './protocol/decoder.js';
 import { FerryError, toFerryError } from './protocol/errors.js';
+import { peerText } from './printable.js';
 import { encodeAbort, type ControlFrame } from './protocol/messages.js';
+import { allowedIn, SENDER_STATES, type FrameIn, type RECEIVER_STATES, type StateTable } from './protocol/states.js';
 
 export type DataHandler = (piece: Buffer) => void;
 
 /** Why input is paused; reading resumes when no reason is left. */
-type PauseReason = 'frame' | 'sink' | 'busy';
+type PauseReason = 'frame' | 'sink';
 
 /** Default for every wait on the peer, both sides (--timeout). */
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -33,7 +35,7 @@ const HOLD_WHILE_BUSY = 1024 * 1024;
 /** How long an ABORT may take to flush before the socket is destroyed anyway. */
 export const ABORT_GRACE_MS = 2000;
 
-export class Connection {
+export class Connection<T extends StateTable = StateTable> {
   readonly socket: Socket;
   readonly peer: string;
   private readonly decoder: FrameDecoder;
@@ -56,13 +58,22 @@ export class Connection {
   private rejectFailed!: (err: FerryError) => void;
 
   private batching = false;
-  /** Heartbeats (PROGRESS) are welcome from the peer: true on the sending side. */
+  /** This side's state table (src/protocol/states.ts): the receiver's or the sender's. */
+  private readonly table: T;
+  /** Heartbeats are welcome from the peer: true on the sending side. */
   private readonly acceptsHeartbeats: boolean;
+  /** Set by enter(): frames are checked against this state as they arrive, not when consumed. */
+  private arrivalState: (keyof T & string) | null = null;
 
-  constructor(socket: Socket, timeoutMs: number, options: { acceptsHeartbeats?: boolean } = {}) {
+  /**
+   * `table` is the state table of this side: RECEIVER_STATES or
+   * SENDER_STATES. A sender's connection takes the peer's HEARTBEATs.
+   */
+  constructor(socket: Socket, timeoutMs: number, table: T) {
     this.socket = socket;
     this.timeoutMs = timeoutMs;
-    this.acceptsHeartbeats = options.acceptsHeartbeats ?? false;
+    this.table = table;
+    this.acceptsHeartbeats = table === SENDER_STATES;
     this.peer = formatPeer(socket.remoteAddress, socket.remotePort);
     this.decoder = new FrameDecoder({
       onFrame: (frame) => this.onFrame(frame),
@@ -156,16 +167,27 @@ export class Connection {
     });
   }
 
-  /** next(), checked against the frame types the current state allows. */
-  async expect<T extends ControlFrame['type']>(
-    allowed: readonly T[],
-    state: string,
-  ): Promise<Extract<ControlFrame, { type: T }>> {
+  /**
+   * next(), checked against what `state` allows in this side's table. A
+   * frame may have arrived while the side was in an earlier state (the peer
+   * pipelines): it is judged by the state it is consumed in.
+   */
+  async expect<S extends keyof T & string>(state: S): Promise<FrameIn<T, S>> {
+    this.arrivalState = null;
     const frame = await this.next();
-    if (!(allowed as readonly number[]).includes(frame.type)) {
-      throw this.protocolFailure(new FerryError('ERR_UNEXPECTED_FRAME', `unexpected frame 0x${frame.type.toString(16)} in state ${state}`));
-    }
-    return frame as Extract<ControlFrame, { type: T }>;
+    if (!allowedIn(this.table, state, frame.type)) throw this.protocolFailure(unexpected(frame.type, state));
+    return frame as FrameIn<T, S>;
+  }
+
+  /**
+   * Enters a state in which the peer must stay silent or nearly so (the
+   * sender's SENDING): from now until the next expect(), a frame that
+   * `state` does not allow fails the connection the moment it arrives,
+   * instead of waiting to be read.
+   */
+  enter(state: keyof T & string): void {
+    this.arrivalState = state;
+    if (this.pending && !allowedIn(this.table, state, this.pending.type)) this.protocolFailure(unexpected(this.pending.type, state));
   }
 
   /** Where DATA payloads go; null makes any DATA frame a protocol error. */
@@ -248,14 +270,18 @@ export class Connection {
   }
 
   private onFrame(frame: ControlFrame): void {
-    if (frame.type === FrameType.Progress && this.acceptsHeartbeats) {
+    if (frame.type === FrameType.Heartbeat && this.acceptsHeartbeats) {
       // Its arrival already refreshed the deadline; that is all it is for.
       return;
     }
     if (frame.type === FrameType.Abort) {
-      this.fail(new FerryError(frame.code, `${this.peer} aborted: ${frame.message || frame.code}`, { remote: true }));
+      const said = frame.message === '' ? '' : `, saying ${peerText(frame.message)}`;
+      this.fail(new FerryError(frame.code, `${this.peer} aborted with ${frame.code}${said}`, { remote: true }));
       this.socket.end();
       return;
+    }
+    if (this.arrivalState !== null && !allowedIn(this.table, this.arrivalState, frame.type)) {
+      throw unexpected(frame.type, this.arrivalState);
     }
     // One control frame at a time: stop decoding until it is consumed.
     this.pause('frame');
@@ -339,6 +365,13 @@ export class Connection {
       this.fail(toFerryError(err));
     }
   }
+}
+
+export type ReceiverConnection = Connection<typeof RECEIVER_STATES>;
+export type SenderConnection = Connection<typeof SENDER_STATES>;
+
+function unexpected(type: number, state: string): FerryError {
+  return new FerryError('ERR_UNEXPECTED_FRAME', `unexpected ${FRAME_NAMES.get(type) ?? `frame 0x${type.toString(16)}`} in state ${state}`);
 }
 
 /** `host:port` of a peer, IPv4-mapped addresses unwrapped and IPv6 in brackets. */

@@ -8,7 +8,7 @@ import type { MultiBar, SingleBar } from 'cli-progress';
 import { createRequire } from 'node:module';
 import { networkInterfaces } from 'node:os';
 import type { FerryEvent } from './events.js';
-import { printableName } from './protocol/names.js';
+import { printableName } from './printable.js';
 
 export interface OutputOptions {
   json: boolean;

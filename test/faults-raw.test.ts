@@ -19,7 +19,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { rawFrame } from '../fixtures/index.js';
 import { receive, send, type FerryEvent, type Receiver } from '../src/index.js';
 import { FrameType, HashId, HEADER_SIZE } from '../src/protocol/constants.js';
-import { encodeBye, encodeEnd, encodeHello, encodeOffer, encodeProgress, frameDataInPlace, payloadOf } from '../src/protocol/messages.js';
+import { encodeBye, encodeEnd, encodeHello, encodeOffer, encodeHeartbeat, frameDataInPlace, payloadOf } from '../src/protocol/messages.js';
 import { fingerprint, listing, pattern, sha256, tempDir, within, writeSample } from './support/files.js';
 import { rawConnect, type RawPeer } from './support/raw.js';
 
@@ -349,7 +349,7 @@ describe('frames the state does not allow', () => {
   test('a heartbeat (PROGRESS) from the sender in the middle of a file: ABORT ERR_UNEXPECTED_FRAME, the temp file deleted', async () => {
     const mark = events.length;
     const peer = await midFile(mark);
-    peer.send(encodeProgress(1000));
+    peer.send(encodeHeartbeat(1000));
     await expectAborted(peer, 'ERR_UNEXPECTED_FRAME');
     await receiverError(mark, 'ERR_UNEXPECTED_FRAME', VICTIM);
     await nothingLeftAndStillServing();

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { rawFrame } from '../fixtures/index.js';
 import { receive, send, type Receiver } from '../src/index.js';
 import { FrameType, HashId, HEADER_SIZE } from '../src/protocol/constants.js';
-import { encodeBye, encodeEnd, encodeHello, encodeOffer, encodeProgress, frameDataInPlace, payloadOf } from '../src/protocol/messages.js';
+import { encodeBye, encodeEnd, encodeHello, encodeOffer, encodeHeartbeat, frameDataInPlace, payloadOf } from '../src/protocol/messages.js';
 import { listing, sha256, tempDir, within, writeSample } from './support/files.js';
 import { rawConnect, type RawPeer } from './support/raw.js';
 
@@ -217,7 +217,7 @@ describe('frames out of order', () => {
     ['OFFER before HELLO', () => [offer('early.txt', 1)]],
     ['END with no file', () => [encodeHello([HashId.Sha256]), encodeEnd(Buffer.alloc(32), Buffer.alloc(32))]],
     ['a receiver-only frame from the sender', () => [encodeHello([HashId.Sha256]), rawFrame(FrameType.Accept, Buffer.alloc(8))]],
-    ['a heartbeat from the sender (only receivers send PROGRESS)', () => [encodeHello([HashId.Sha256]), encodeProgress(0)]],
+    ['a heartbeat from the sender (only receivers send PROGRESS)', () => [encodeHello([HashId.Sha256]), encodeHeartbeat(0)]],
   ])('%s: ERR_UNEXPECTED_FRAME', async (_label, frames) => {
     const peer = await rawConnect(rx.port);
     for (const f of frames()) peer.send(f);

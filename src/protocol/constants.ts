@@ -42,7 +42,7 @@ export const enum FrameType {
   /** Receiver: status of the file just sent, and the digest it computed. */
   Verdict = 0x0022,
   /** Receiver: heartbeat while a file is in flight; bytes received so far. */
-  Progress = 0x0023,
+  Heartbeat = 0x0023,
   /** Either side: giving up; status code and message, then close. */
   Abort = 0x00ff,
 }
@@ -104,7 +104,7 @@ export const PAYLOAD_LIMITS: ReadonlyMap<number, readonly [number, number]> = ne
   [FrameType.Data, [1, MAX_DATA_BYTES]],
   [FrameType.End, [2, 2 * MAX_DIGEST_BYTES]],
   [FrameType.Verdict, [3, 3 + MAX_DIGEST_BYTES + MAX_MESSAGE_BYTES]],
-  [FrameType.Progress, [8, 8]],
+  [FrameType.Heartbeat, [8, 8]],
   [FrameType.Abort, [2, 2 + MAX_MESSAGE_BYTES]],
 ]);
 
@@ -127,6 +127,6 @@ export const FRAME_NAMES: ReadonlyMap<number, string> = new Map([
   [FrameType.Data, 'DATA'],
   [FrameType.End, 'END'],
   [FrameType.Verdict, 'VERDICT'],
-  [FrameType.Progress, 'PROGRESS'],
+  [FrameType.Heartbeat, 'HEARTBEAT'],
   [FrameType.Abort, 'ABORT'],
 ]);

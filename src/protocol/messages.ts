@@ -85,8 +85,8 @@ export interface VerdictFrame {
   digest: Buffer;
   message: string;
 }
-export interface ProgressFrame {
-  type: FrameType.Progress;
+export interface HeartbeatFrame {
+  type: FrameType.Heartbeat;
   /** Bytes of the current file the receiver has taken in. */
   received: number;
 }
@@ -109,7 +109,7 @@ export type ControlFrame =
   | RefuseFrame
   | EndFrame
   | VerdictFrame
-  | ProgressFrame
+  | HeartbeatFrame
   | AbortFrame;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -245,10 +245,10 @@ export function encodeVerdict(code: ErrorCode, digest: Uint8Array, message = '')
   return encodeFrame(FrameType.Verdict, payload);
 }
 
-export function encodeProgress(received: number): Buffer {
+export function encodeHeartbeat(received: number): Buffer {
   const payload = Buffer.alloc(8);
   payload.writeBigUInt64BE(BigInt(received), 0);
-  return encodeFrame(FrameType.Progress, payload);
+  return encodeFrame(FrameType.Heartbeat, payload);
 }
 
 function parseCoded(payload: Buffer, what: string, allowOk: boolean): { code: ErrorCode; message: string } {
@@ -322,9 +322,9 @@ export function parseControl(type: FrameType, payload: Buffer): ControlFrame {
       if (offset > BigInt(MAX_FILE_SIZE)) throw malformed('RESUME');
       return { type, offset: Number(offset) };
     }
-    case FrameType.Progress: {
+    case FrameType.Heartbeat: {
       const received = payload.readBigUInt64BE(0);
-      if (received > BigInt(MAX_FILE_SIZE)) throw malformed('PROGRESS');
+      if (received > BigInt(MAX_FILE_SIZE)) throw malformed('HEARTBEAT');
       return { type, received: Number(received) };
     }
     case FrameType.Refuse:

@@ -11,9 +11,6 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  */
 // eslint-disable-next-line no-control-regex
 const FORBIDDEN = /[\u0000-\u001f\u007f-\u009f/\\\u202a-\u202e\u2066-\u2069]/u;
-/** The same without '/': for printing relative paths. */
-// eslint-disable-next-line no-control-regex
-const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\\\u202a-\u202e\u2066-\u2069]/u;
 
 /**
  * Checks that raw name bytes from an OFFER are one safe path component and
@@ -63,7 +60,3 @@ export function validatePath(bytes: Uint8Array): string[] {
   return parts;
 }
 
-/** A name for printing: JSON-quoted when it has characters that would confuse a reader (spaces stay). */
-export function printableName(name: string): string {
-  return UNPRINTABLE.test(name) ? JSON.stringify(name) : name;
-}

@@ -5,10 +5,11 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import { Connection, DEFAULT_TIMEOUT_MS, formatPeer } from '../connection.js';
+import { Connection, DEFAULT_TIMEOUT_MS, formatPeer, type ReceiverConnection } from '../connection.js';
 import type { EventListener } from '../events.js';
 import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
 import { CodeGuard, generateCode, secureServer } from '../secure/index.js';
+import { RECEIVER_STATES } from '../protocol/states.js';
 import { cleanPartials } from './paths.js';
 import { runSession, type SessionContext } from './session.js';
 
@@ -95,13 +96,13 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   // Kept partial files too old to resume (PARTIAL_MAX_AGE_MS): not on the way of a receiver that has work to do.
   if (!options.stdout) void cleanPartials(dir, { all: false, maxDirs: STARTUP_SWEEP_DIRS }).catch(() => {});
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const sessions = new Map<Connection, Promise<number>>();
+  const sessions = new Map<ReceiverConnection, Promise<number>>();
   let closing: FerryError | null = null;
   let onceClaimed = false;
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
 
-  const context = (conn: Connection): SessionContext => ({
+  const context = (conn: ReceiverConnection): SessionContext => ({
     dir,
     overwrite: options.overwrite ?? false,
     fsync: options.fsync ?? true,
@@ -120,12 +121,12 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   });
   const inFlight = new Set<string>();
   const stdout = options.stdout ? { stream: options.stdout, taken: false } : undefined;
-  let onceConn: Connection | null = null;
+  let onceConn: ReceiverConnection | null = null;
 
   /** Sockets still in the secure handshake: closed with the receiver. */
   const handshaking = new Set<Socket>();
   const startSession = (socket: Socket): void => {
-    const conn = new Connection(socket, timeoutMs);
+    const conn = new Connection(socket, timeoutMs, RECEIVER_STATES);
     const session = runSession(conn, context(conn));
     sessions.set(conn, session);
     void session.then((code) => {

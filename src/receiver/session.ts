@@ -14,13 +14,14 @@
 import { chmod, statfs, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import type { Connection } from '../connection.js';
+import type { ReceiverConnection } from '../connection.js';
 import { progressReporter, type EventListener } from '../events.js';
 import { SUPPORTED_ALGORITHMS, algorithmById, batchedHasher, digestOf, type HashAlgorithm, type Hasher } from '../hash.js';
 import { FrameType, OfferFlag } from '../protocol/constants.js';
 import { FerryError, exitCodeOf, toFerryError, type ErrorCode } from '../protocol/errors.js';
-import { encodeAccept, encodeHello, encodeProgress, encodeRefuse, encodeVerdict, type OfferFrame } from '../protocol/messages.js';
-import { printableName, validatePath } from '../protocol/names.js';
+import { encodeAccept, encodeHello, encodeHeartbeat, encodeRefuse, encodeVerdict, type OfferFrame } from '../protocol/messages.js';
+import { printableName } from '../printable.js';
+import { validatePath } from '../protocol/names.js';
 import { TargetTree } from './paths.js';
 import { FileSink, commitSmall, pathExists, type Sink } from './sink.js';
 import { StdoutSink } from './stdout-sink.js';
@@ -70,7 +71,7 @@ class Replies {
   private readonly unwritten: Promise<void>[] = [];
   worst = 0;
 
-  constructor(private readonly conn: Connection) {}
+  constructor(private readonly conn: ReceiverConnection) {}
 
   push(outcome: Promise<Reply>): void {
     const written = this.chain.then(async () => {
@@ -105,13 +106,13 @@ class Replies {
 }
 
 /** Runs the session to its end. Resolves with the worst exit code of its files, never rejects. */
-export async function runSession(conn: Connection, ctx: SessionContext): Promise<number> {
+export async function runSession(conn: ReceiverConnection, ctx: SessionContext): Promise<number> {
   let worst = 0;
   let current: string | undefined;
   const replies = new Replies(conn);
   const tree = new TargetTree(ctx.dir);
   try {
-    const hello = await conn.expect([FrameType.Hello, FrameType.Pake], 'HANDSHAKE');
+    const hello = await conn.expect('HANDSHAKE');
     if (hello.type === FrameType.Pake) {
       // Never falls back: a sender with a code gets no plaintext session.
       throw new FerryError('ERR_INSECURE_MISMATCH', 'this receiver runs --insecure, without a code; run the sender with --insecure too');
@@ -120,7 +121,7 @@ export async function runSession(conn: Connection, ctx: SessionContext): Promise
     await conn.write(encodeHello(SUPPORTED_ALGORITHMS.map((a) => a.id)));
     for (;;) {
       await replies.room();
-      const frame = await conn.expect([FrameType.Offer, FrameType.Bye], 'IDLE');
+      const frame = await conn.expect('IDLE');
       if (frame.type === FrameType.Bye) break;
       if ((frame.flags & (OfferFlag.Eager | OfferFlag.Directory)) !== 0) {
         await receiveEager(conn, frame, ctx, tree, replies);
@@ -183,7 +184,7 @@ function check(offer: OfferFrame, ctx: SessionContext): Checked | FerryError {
   return { name, parts, algorithm };
 }
 
-function refusalEvent(ctx: SessionContext, conn: Connection, err: FerryError, name: string | undefined): void {
+function refusalEvent(ctx: SessionContext, conn: ReceiverConnection, err: FerryError, name: string | undefined): void {
   ctx.emit({
     event: 'error',
     code: err.code,
@@ -199,7 +200,7 @@ function refusalEvent(ctx: SessionContext, conn: Connection, err: FerryError, na
  * END now, check, and queue the disk work and the VERDICT. Returns once the
  * offer's frames are consumed; a protocol violation throws.
  */
-async function receiveEager(conn: Connection, offer: OfferFrame, ctx: SessionContext, tree: TargetTree, replies: Replies): Promise<void> {
+async function receiveEager(conn: ReceiverConnection, offer: OfferFrame, ctx: SessionContext, tree: TargetTree, replies: Replies): Promise<void> {
   const checked = check(offer, ctx);
   const nameOf = (): string | undefined => ('name' in checked ? checked.name : undefined);
   const refused = checked instanceof FerryError ? checked : null;
@@ -228,7 +229,7 @@ async function receiveEager(conn: Connection, offer: OfferFrame, ctx: SessionCon
   });
   let end;
   try {
-    end = await conn.expect([FrameType.End], 'RECEIVING');
+    end = await conn.expect('RECEIVING');
   } finally {
     conn.setDataHandler(null);
   }
@@ -275,7 +276,7 @@ async function receiveEager(conn: Connection, offer: OfferFrame, ctx: SessionCon
   );
 }
 
-async function makeDirectory(ctx: SessionContext, conn: Connection, tree: TargetTree, name: string, parts: string[], offer: OfferFrame): Promise<Reply> {
+async function makeDirectory(ctx: SessionContext, conn: ReceiverConnection, tree: TargetTree, name: string, parts: string[], offer: OfferFrame): Promise<Reply> {
   const started = performance.now();
   try {
     const path = await tree.directory(parts);
@@ -314,7 +315,7 @@ function verify(algorithm: HashAlgorithm, offer: OfferFrame, digests: Buffer, di
   return null;
 }
 
-function failureEvent(ctx: SessionContext, conn: Connection, err: FerryError, name: string): void {
+function failureEvent(ctx: SessionContext, conn: ReceiverConnection, err: FerryError, name: string): void {
   ctx.emit({
     event: 'error',
     code: err.code,
@@ -327,7 +328,7 @@ function failureEvent(ctx: SessionContext, conn: Connection, err: FerryError, na
 
 function receivedEvent(
   ctx: SessionContext,
-  conn: Connection,
+  conn: ReceiverConnection,
   f: { name: string; path: string; bytes: number; algorithm: HashAlgorithm; digest: Buffer; seconds: number; resumedFrom: number },
 ): void {
   ctx.emit({
@@ -349,7 +350,7 @@ function receivedEvent(
  * lost connection keeps its partial file for the next offer to resume.
  */
 async function receiveFile(
-  conn: Connection,
+  conn: ReceiverConnection,
   offer: OfferFrame,
   ctx: SessionContext,
   tree: TargetTree,
@@ -429,9 +430,9 @@ async function receiveFile(
     await conn.write(encodeAccept(offset, offset > 0 ? hasher.digest() : undefined));
     // Until the verdict the sender hears nothing else from us: on a slow link
     // its writes take long to drain, and a large fsync takes a while.
-    stopHeartbeat = conn.heartbeat(() => encodeProgress(received));
+    stopHeartbeat = conn.heartbeat(() => encodeHeartbeat(received));
     if (offset > 0) {
-      const resume = await conn.expect([FrameType.Resume], 'ACCEPTED');
+      const resume = await conn.expect('ACCEPTED');
       if (resume.offset === 0) {
         // The sender's file starts differently: what we held was another file.
         await conn.local(() => fileSink.restart!());
@@ -445,7 +446,7 @@ async function receiveFile(
     ctx.emit({ event: 'start', side: 'receive', name, bytes: offer.size, peer: conn.peer, ...(offset > 0 ? { resumedFrom: offset } : {}) });
     progress(received);
 
-    const end = await conn.expect([FrameType.End], 'RECEIVING');
+    const end = await conn.expect('RECEIVING');
     conn.setDataHandler(null);
     await conn.local(() => fileSink.finish());
     const digest = hasher.digest();

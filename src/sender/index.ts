@@ -10,14 +10,15 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Connection, DEFAULT_TIMEOUT_MS } from '../connection.js';
+import { Connection, DEFAULT_TIMEOUT_MS, type SenderConnection } from '../connection.js';
 import type { EventListener, HashInfo } from '../events.js';
 import { progressReporter } from '../events.js';
 import { SUPPORTED_ALGORITHMS, algorithmByName, chooseAlgorithm, digestOf, hashFilePrefix, type HashAlgorithm, type Hasher } from '../hash.js';
 import { FrameType, HEADER_SIZE, MAX_EAGER_BYTES, OfferFlag } from '../protocol/constants.js';
 import { FerryError, abortError, exitCodeOf, toFerryError, type ErrorCode } from '../protocol/errors.js';
 import { encodeBye, encodeEnd, encodeFrame, encodeHello, encodeOffer, encodeResume, frameDataInPlace, payloadOf } from '../protocol/messages.js';
-import { printableName } from '../protocol/names.js';
+import { printableName } from '../printable.js';
+import { SENDER_STATES } from '../protocol/states.js';
 import { normalizeCode, secureClient } from '../secure/index.js';
 import { BufferPool, DEFAULT_CHUNK_SIZE, readChunk } from './source.js';
 import { collect, type DirectoryEntry, type Entry, type FileEntry, type StdinEntry } from './walk.js';
@@ -204,11 +205,11 @@ interface InFlight {
  */
 async function runAttempt(todo: Entry[], ctx: AttemptContext): Promise<FerryError | undefined> {
   const { emit, results } = ctx;
-  let conn: Connection;
+  let conn: SenderConnection;
   try {
     const socket = await dial(ctx.host, ctx.port, ctx.timeoutMs, ctx.signal);
     const secured = ctx.code === undefined ? socket : await secureClient(socket, ctx.code, { timeoutMs: ctx.timeoutMs, ...(ctx.signal ? { signal: ctx.signal } : {}) });
-    conn = new Connection(secured, ctx.timeoutMs, { acceptsHeartbeats: true });
+    conn = new Connection(secured, ctx.timeoutMs, SENDER_STATES);
   } catch (err) {
     return toFerryError(err);
   }
@@ -240,7 +241,7 @@ async function runAttempt(todo: Entry[], ctx: AttemptContext): Promise<FerryErro
   delete ctx.current;
   let busy = false;
   const settle = async (): Promise<void> => {
-    const verdict = await conn.expect([FrameType.Verdict], 'AWAIT_VERDICT');
+    const verdict = await conn.expect('AWAIT_VERDICT');
     const sent = inFlight.shift()!;
     inFlightBytes -= sent.bytes;
     const result = judge(sent.entry, sent.algorithm, sent.digest, verdict, sent.started, sent.bytes, 0);
@@ -250,7 +251,7 @@ async function runAttempt(todo: Entry[], ctx: AttemptContext): Promise<FerryErro
 
   try {
     await conn.write(encodeHello(SUPPORTED_ALGORITHMS.map((a) => a.id)));
-    const hello = await conn.expect([FrameType.Hello], 'HANDSHAKE');
+    const hello = await conn.expect('HANDSHAKE');
     const algorithm = chooseAlgorithm(hello.algorithms, ctx.forced);
     if (!algorithm) {
       throw new FerryError('ERR_UNSUPPORTED_HASH', `the receiver does not support ${ctx.forced?.name ?? 'any hash this sender knows'}`);
@@ -377,11 +378,11 @@ function judge(
 }
 
 /** Offers a file over the eager size and, if accepted, streams it (from where the receiver's partial copy ends, if that matches) and waits for the verdict. */
-async function sendLarge(conn: Connection, entry: FileEntry, algorithm: HashAlgorithm, ctx: AttemptContext): Promise<FileResult> {
+async function sendLarge(conn: SenderConnection, entry: FileEntry, algorithm: HashAlgorithm, ctx: AttemptContext): Promise<FileResult> {
   const started = performance.now();
   const offer = encodeOffer({ ...entry, algorithm: algorithm.id, flags: 0 });
   await conn.write(offer);
-  const reply = await conn.expect([FrameType.Accept, FrameType.Refuse], 'OFFERED');
+  const reply = await conn.expect('OFFERED');
   if (reply.type === FrameType.Refuse) {
     return failed(entry, new FerryError(reply.code, `${printableName(entry.name)}: refused by the receiver: ${reply.message}`, { remote: true }), started);
   }
@@ -417,7 +418,7 @@ async function sendLarge(conn: Connection, entry: FileEntry, algorithm: HashAlgo
     }
     const digest = hasher.digest();
     await conn.write(encodeEnd(digest, digestOf(algorithm, payloadOf(offer))));
-    const verdict = await conn.expect([FrameType.Verdict], 'AWAIT_VERDICT');
+    const verdict = await conn.expect('AWAIT_VERDICT');
     return judge(entry, algorithm, digest, verdict, started, entry.size - from, from);
   } finally {
     await handle.close();
@@ -437,7 +438,7 @@ async function hashRange(handle: FileHandle, hasher: Hasher, length: number, poo
 
 /** Streams the file's bytes from `from` as DATA frames, hashing them. */
 async function streamFile(
-  conn: Connection,
+  conn: SenderConnection,
   handle: FileHandle,
   entry: FileEntry,
   hasher: Hasher,
@@ -473,11 +474,11 @@ async function streamFile(
 }
 
 /** Standard input: size unknown, so a stream offer; END settles the size and the digest. */
-async function sendStream(conn: Connection, entry: StdinEntry, algorithm: HashAlgorithm, ctx: AttemptContext): Promise<FileResult> {
+async function sendStream(conn: SenderConnection, entry: StdinEntry, algorithm: HashAlgorithm, ctx: AttemptContext): Promise<FileResult> {
   const started = performance.now();
   const offer = encodeOffer({ name: entry.name, size: 0, mtimeMs: Date.now(), mode: 0o644, algorithm: algorithm.id, flags: OfferFlag.Stream });
   await conn.write(offer);
-  const reply = await conn.expect([FrameType.Accept, FrameType.Refuse], 'OFFERED');
+  const reply = await conn.expect('OFFERED');
   if (reply.type === FrameType.Refuse) {
     return failed(entry, new FerryError(reply.code, `${printableName(entry.name)}: refused by the receiver: ${reply.message}`, { remote: true }), started);
   }
@@ -501,7 +502,7 @@ async function sendStream(conn: Connection, entry: StdinEntry, algorithm: HashAl
   }
   const digest = hasher.digest();
   await conn.write(encodeEnd(digest, digestOf(algorithm, payloadOf(offer))));
-  const verdict = await conn.expect([FrameType.Verdict], 'AWAIT_VERDICT');
+  const verdict = await conn.expect('AWAIT_VERDICT');
   return judge(entry, algorithm, digest, verdict, started, sent, 0);
 }
 

@@ -34,7 +34,7 @@ export async function rawConnect(port: number, host = '127.0.0.1'): Promise<RawP
   // Heartbeats (PROGRESS) come at the receiver's pace: kept out of `frames` so indices stay stable.
   const decoder = new FrameDecoder({
     onFrame: (f) => {
-      if (f.type === FrameType.Progress) heartbeats++;
+      if (f.type === FrameType.Heartbeat) heartbeats++;
       else frames.push(plain(f));
       notify();
     },
