@@ -11,7 +11,7 @@ import { DEFAULT_TIMEOUT_MS } from './connection.js';
 import { Output } from './output.js';
 import { FerryError, toFerryError } from './protocol/errors.js';
 import { DEFAULT_PORT, receive } from './receiver/index.js';
-import { cleanPartials } from './receiver/paths.js';
+import { cleanPartials } from './receiver/partials.js';
 import { send } from './sender/index.js';
 
 interface CommonArgs {

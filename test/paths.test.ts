@@ -1,10 +1,10 @@
 /** Where incoming paths may land (TargetTree) and the sweep of kept partial files, on a real temp folder. */
-import { mkdir, readdir, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, realpath, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { validatePath } from '../src/protocol/names.js';
-import { TargetTree, cleanPartials } from '../src/receiver/paths.js';
-import { partialName } from '../src/receiver/sink.js';
+import { cleanPartials, partialName } from '../src/receiver/partials.js';
+import { TargetDir, TargetTree } from '../src/receiver/target.js';
 import { tempDir } from './support/files.js';
 
 describe('validatePath', () => {
@@ -32,9 +32,11 @@ describe('TargetTree', () => {
   test('makes missing folders, and says which it made', async () => {
     const root = await tempDir();
     await mkdir(join(root, 'old'));
-    const tree = new TargetTree(root);
-    expect(await tree.parentOf(['old', 'new', 'file.txt'])).toBe(join(root, 'old', 'new'));
-    expect([...tree.created]).toEqual(['old/new']);
+    const tree = new TargetTree(TargetDir.open(root), { allowHidden: false });
+    const folder = tree.parentOf(['old', 'new', 'file.txt']);
+    expect(await realpath(folder.path)).toBe(await realpath(join(root, 'old', 'new')));
+    folder.close();
+    expect([tree.made('old'), tree.made('old/new')]).toEqual([false, true]);
     expect(await readdir(join(root, 'old'))).toEqual(['new']);
   });
 
@@ -43,10 +45,10 @@ describe('TargetTree', () => {
     const elsewhere = await tempDir();
     await symlink(elsewhere, join(root, 'evil'));
     await writeFile(join(root, 'plain'), 'x');
-    const tree = new TargetTree(root);
-    await expect(tree.parentOf(['evil', 'x'])).rejects.toMatchObject({ code: 'ERR_BAD_NAME' });
-    await expect(tree.directory(['evil'])).rejects.toMatchObject({ code: 'ERR_BAD_NAME' });
-    await expect(tree.parentOf(['plain', 'x'])).rejects.toMatchObject({ code: 'ERR_EXISTS' });
+    const tree = new TargetTree(TargetDir.open(root), { allowHidden: false });
+    expect(() => tree.parentOf(['evil', 'x'])).toThrow(expect.objectContaining({ code: 'ERR_BAD_NAME' }));
+    expect(() => tree.directory(['evil'])).toThrow(expect.objectContaining({ code: 'ERR_BAD_NAME' }));
+    expect(() => tree.parentOf(['plain', 'x'])).toThrow(expect.objectContaining({ code: 'ERR_EXISTS' }));
     expect(await readdir(elsewhere)).toEqual([]);
   });
 });

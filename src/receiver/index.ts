@@ -3,21 +3,21 @@
  * once, so a slow or hostile sender never holds up the others.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { Connection, DEFAULT_TIMEOUT_MS, formatPeer, type ReceiverConnection } from '../connection.js';
 import type { EventListener } from '../events.js';
 import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
 import { CodeGuard, generateCode, secureServer } from '../secure/index.js';
 import { RECEIVER_STATES } from '../protocol/states.js';
-import { cleanPartials } from './paths.js';
-import { runSession, type SessionContext } from './session.js';
+import { startSweeping } from './partials.js';
+import { offerChecker, runSession, type SessionContext } from './session.js';
+import { TargetDir, TargetTree } from './target.js';
 
 export const DEFAULT_PORT = 7878;
 /** Sessions served at once; more connections wait in the kernel's backlog. */
 const DEFAULT_MAX_CONNECTIONS = 256;
-/** Folders the start-up sweep of stale partial files reads at most (`receive --clean` reads all). */
-const STARTUP_SWEEP_DIRS = 1000;
+/** Folders a sweep of stale partial files reads at most (`receive --clean` reads all). */
+const SWEEP_DIRS = 1000;
 /** How long close() lets sessions tidy up (delete temp files) before it stops waiting. */
 const CLOSE_GRACE_MS = 5000;
 
@@ -32,6 +32,12 @@ export interface ReceiveOptions {
   once?: boolean;
   /** Replace existing files instead of refusing them. */
   overwrite?: boolean;
+  /**
+   * Accept names that begin with '.' at the top of `dir` (`.ssh/...`,
+   * `.bashrc`), and writing into hidden folders that were there before.
+   * Default false: a code holder cannot plant those unasked.
+   */
+  allowHidden?: boolean;
   /** Give up on a silent sender after this long. Default 30 s. */
   timeoutMs?: number;
   /** Refuse files larger than this many bytes. */
@@ -74,7 +80,6 @@ export interface Receiver {
 /** Starts a receiver; resolves once it is listening. */
 export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   const dir = options.dir ?? '.';
-  await checkDir(dir);
   if (options.insecure && options.code !== undefined) throw new FerryError('ERR_USAGE', 'a code and --insecure do not go together');
   const guard = options.insecure ? undefined : new CodeGuard(options.code ?? generateCode(), options.rateLimit ?? {});
   // scrypt of the code, once, started now: a handshake that arrives first waits for it.
@@ -93,8 +98,10 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     }
     userEmit(event);
   };
-  // Kept partial files too old to resume (PARTIAL_MAX_AGE_MS): not on the way of a receiver that has work to do.
-  if (!options.stdout) void cleanPartials(dir, { all: false, maxDirs: STARTUP_SWEEP_DIRS }).catch(() => {});
+  // Opened once: everything below it is reached from this descriptor (target.ts).
+  const target = TargetDir.open(dir);
+  // Kept partial files too old to resume (PARTIAL_MAX_AGE_MS), at start and then hourly; in the background.
+  const sweeper = options.stdout ? null : startSweeping(target, SWEEP_DIRS);
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const sessions = new Map<ReceiverConnection, Promise<number>>();
   let closing: FerryError | null = null;
@@ -102,8 +109,12 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
 
+  const allowHidden = options.allowHidden ?? false;
+  const check = (): SessionContext['check'] => offerChecker({ maxSize: options.maxSize, inFlight, stdout, allowHidden });
   const context = (conn: ReceiverConnection): SessionContext => ({
-    dir,
+    target,
+    tree: new TargetTree(target, { allowHidden }),
+    check: check(),
     overwrite: options.overwrite ?? false,
     fsync: options.fsync ?? true,
     maxSize: options.maxSize,
@@ -176,6 +187,9 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
       clearTimeout(timer);
       for (const conn of sessions.keys()) conn.destroy();
       options.signal?.removeEventListener('abort', onAbort);
+      sweeper?.stop();
+      // Only once nothing uses it: a closed descriptor's number is soon another file's.
+      void Promise.all([...sessions.values(), sweeper?.idle()]).then(() => target.close());
       userEmit({ event: 'summary', side: 'receive', ...totals, exitCode: code, seconds: (performance.now() - started) / 1000 });
       resolveDone(code);
     }
@@ -187,7 +201,14 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     void shutdown(err, err.exitCode);
   };
 
-  const address = await listen(server, options.host, options.port ?? DEFAULT_PORT);
+  let address: { host: string; port: number };
+  try {
+    address = await listen(server, options.host, options.port ?? DEFAULT_PORT);
+  } catch (err) {
+    sweeper?.stop();
+    void Promise.resolve(sweeper?.idle()).then(() => target.close());
+    throw err;
+  }
   // After binding, errors come from accept() (out of file descriptors): report, keep serving.
   server.on('error', (err) => {
     const e = toFerryError(err);
@@ -206,15 +227,6 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   };
 }
 
-async function checkDir(dir: string): Promise<void> {
-  let info;
-  try {
-    info = await stat(dir);
-  } catch {
-    throw new FerryError('ERR_USAGE', `--dir ${dir}: no such directory`);
-  }
-  if (!info.isDirectory()) throw new FerryError('ERR_USAGE', `--dir ${dir}: not a directory`);
-}
 
 /**
  * Binds the server. With no host, listens on '::' with IPv4 mapped in (all

@@ -52,13 +52,4 @@ export class StdoutSink implements Sink {
     }
     if (this.failure) throw this.failure;
   }
-
-  /** Everything is out: nothing to name. */
-  async commit(): Promise<void> {
-    await this.finish();
-  }
-
-  async discard(): Promise<void> {}
-
-  async keep(): Promise<void> {}
 }
