@@ -18,14 +18,16 @@ export interface Meta {
 }
 
 /**
- * Seconds to give futimes() so that the file's mtime reads back as `ms`
- * milliseconds. Node passes seconds as a double and truncates to whole
- * nanoseconds: 1600000000123 ms as 1600000000.123 s lands at ...122.9999 ms.
- * Half a microsecond more (two ULPs of a double near 2^31 s) keeps every
- * millisecond, negative ones included, in its own millisecond.
+ * What to give futimes() so that the file's mtime reads back as exactly
+ * `ms` milliseconds, before 1970 included. Node turns a negative number of
+ * seconds into "now" (a numeric string passes unchanged), and libuv keeps
+ * microseconds, truncating toward zero: 1600000000.123 s, a double a hair
+ * under .123, would land at ...122.999 ms. Half a microsecond away from
+ * zero (more than a double's rounding at these magnitudes) makes the
+ * truncation land on the millisecond itself.
  */
-export function utimeSeconds(ms: number): number {
-  return ms / 1000 + 5e-7;
+export function utimeSeconds(ms: number): string {
+  return String(ms / 1000 + (ms < 0 ? -5e-7 : 5e-7));
 }
 
 /** Sets the mode (masked by the receiver's umask) and the mtime on an open file or folder. */
