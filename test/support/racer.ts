@@ -224,7 +224,7 @@ export function mockFsPromises(actual: typeof import('node:fs/promises')): Recor
       };
       continue;
     }
-    const twin = name === 'realpath' ? realFs.realpathSync.native : sync[`${name}Sync`];
+    const twin = (name === 'realpath' ? realFs.realpathSync.native : sync[`${name}Sync`]) as AnyFn | undefined;
     out[name] = withProps((...args: unknown[]): unknown => {
       if (!state) return value(...args);
       beforeCall(name);
@@ -257,7 +257,7 @@ function reopenFlags(flags: string | number | undefined): number {
 
 /** Opens now (the racer's world of this very moment), then returns a FileHandle on the same open file. */
 async function openNow(path: string, flags: string | number | undefined, mode: number | undefined): Promise<import('node:fs/promises').FileHandle> {
-  const fd = realFs.openSync(path, flags, mode);
+  const fd = realFs.openSync(path, flags ?? 'r', mode);
   try {
     return wrapHandle(await realFsp.open(`/proc/self/fd/${fd}`, reopenFlags(flags)));
   } finally {
@@ -267,16 +267,17 @@ async function openNow(path: string, flags: string | number | undefined, mode: n
 
 type Handle = import('node:fs/promises').FileHandle;
 
-function readArgs(handle: Handle, args: unknown[]): { buffer: NodeJS.ArrayBufferView; offset: number; length: number; position: number | bigint | null } {
+function readArgs(handle: Handle, args: unknown[]): { buffer: NodeJS.ArrayBufferView; offset: number; length: number; position: number | null } {
   const [a, b, c, d] = args;
   if (ArrayBuffer.isView(a)) {
+    const view = a as NodeJS.ArrayBufferView;
     if (b !== null && typeof b === 'object') {
       const o = b as { offset?: number; length?: number; position?: number | null };
       const offset = o.offset ?? 0;
-      return { buffer: a, offset, length: o.length ?? a.byteLength - offset, position: o.position ?? null };
+      return { buffer: view, offset, length: o.length ?? view.byteLength - offset, position: o.position ?? null };
     }
     const offset = (b as number | undefined) ?? 0;
-    return { buffer: a, offset, length: (c as number | undefined) ?? a.byteLength - offset, position: (d as number | null | undefined) ?? null };
+    return { buffer: view, offset, length: (c as number | undefined) ?? view.byteLength - offset, position: (d as number | null | undefined) ?? null };
   }
   const o = (a ?? {}) as { buffer?: NodeJS.ArrayBufferView; offset?: number; length?: number; position?: number | null };
   const buffer = o.buffer ?? Buffer.alloc(16384);
