@@ -57,8 +57,8 @@ afterEach(() => {
  *   empty/        0755
  * Every entry gets its own old mtime.
  */
-function makeTree(parent: string): { root: string; files: Map<string, Buffer> } {
-  const root = join(parent, 'tree');
+function makeTree(parent: string, name = 'tree'): { root: string; files: Map<string, Buffer> } {
+  const root = join(parent, name);
   const dirs: Array<[string, number]> = [
     ['', 0o755],
     ['a', 0o755],
@@ -86,7 +86,7 @@ function makeTree(parent: string): { root: string; files: Map<string, Buffer> } 
     realFs.writeFileSync(join(root, file), content, { mode: 0o644 });
     const t = PAST_S + 3600 * ++i;
     realFs.utimesSync(join(root, file), t, t);
-    contents.set(`tree/${file}`, content);
+    contents.set(`${name}/${file}`, content);
   }
   for (const [dir, mode] of [...dirs].reverse()) {
     realFs.chmodSync(join(root, dir), mode);
@@ -177,6 +177,71 @@ describe('a local user swaps folders in --dir for symlinks while a tree arrives'
     expect((realFs as unknown as Record<symbol, unknown>)[MOCKED]).toBeUndefined();
   });
 
+  test('the mocked fs carries a whole tree transfer out faithfully when the racer has nothing to swap', async () => {
+    const base = await tempDir('ferry-race-');
+    const src = join(base, 'src');
+    const dst = join(base, 'inbox');
+    const idle = join(base, 'idle');
+    for (const d of [src, dst, idle]) realFs.mkdirSync(d);
+    const { root, files } = makeTree(src);
+    const events: Json[] = [];
+    const rx = await receive({ dir: dst, host: '127.0.0.1', port: 0, insecure: true, once: true, timeoutMs: 10_000, onEvent: (e) => void events.push(e as unknown as Json) });
+    // Armed on an empty folder elsewhere: every call goes through the mocks' immediate paths, nothing is swapped.
+    armRacer(idle, base);
+    let stats: RacerStats;
+    try {
+      const tx = ferry(['send', root, '--to', `127.0.0.1:${rx.port}`, '--insecure', '--json']);
+      expect(await tx.exit(20_000), tx.stderr()).toBe(0);
+      expect(await within(rx.done, 10_000, 'the receiver session')).toBe(0);
+    } finally {
+      stats = disarmRacer();
+      await rx.close();
+    }
+    expect(stats.calls).toBeGreaterThan(10);
+    expect(stats.swaps).toBe(0);
+    expect(events.filter((e) => e.event === 'received' && !e.directory).map((e) => e.name).sort()).toEqual([...files.keys()].sort());
+    expect(checkReceived(dst, events, files)).toEqual([]);
+  });
+
+  test('the racer can be beaten: a descriptor-relative writer (through /proc/self/fd) never touches the outside folder', async () => {
+    const fsp = await import('node:fs/promises');
+    const { constants: c } = await import('node:fs');
+    const base = await tempDir('ferry-race-');
+    const dst = join(base, 'inbox');
+    realFs.mkdirSync(join(dst, 'a'), { recursive: true });
+    const outside = makeOutside(base);
+    const before = snapshotTree(outside);
+    const dirFlags = c.O_RDONLY | c.O_DIRECTORY | c.O_NOFOLLOW;
+    armRacer(dst, outside);
+    const written: string[] = [];
+    try {
+      const rootHandle = await fsp.open(dst, dirFlags);
+      for (let i = 0; i < 6; i++) {
+        // Reach a/ from the root's descriptor; a symlink in its place is refused (ELOOP), never followed.
+        const a = await fsp.open(`/proc/self/fd/${rootHandle.fd}/a`, dirFlags).catch((e: NodeJS.ErrnoException) => e);
+        if (a instanceof Error) {
+          expect(a.code).toBe('ELOOP');
+          continue;
+        }
+        const name = `f${i}.txt`;
+        const file = await fsp.open(`/proc/self/fd/${a.fd}/${name}`, c.O_WRONLY | c.O_CREAT | c.O_EXCL | c.O_NOFOLLOW, 0o600);
+        await file.write(Buffer.from(`file ${i}\n`));
+        await file.chmod(0o644);
+        await file.utimes(PAST_S, PAST_S);
+        await file.close();
+        await fsp.utimes(`/proc/self/fd/${a.fd}`, PAST_S, PAST_S);
+        await a.close();
+        written.push(name);
+      }
+      await rootHandle.close();
+    } finally {
+      disarmRacer();
+    }
+    expect(written.length).toBeGreaterThan(0);
+    expect(changes(before, snapshotTree(outside))).toEqual([]);
+    for (const name of written) expect(realFs.readFileSync(join(dst, 'a', name), 'utf8')).toMatch(/^file \d\n$/);
+  });
+
   test.each([1, 2] as const)('deterministic (first swap before call %i): a swap between every two receiver fs calls; nothing outside --dir changes, every received file is inside with its content', async (firstSwap) => {
     const base = await tempDir('ferry-race-');
     const src = join(base, 'src');
@@ -212,21 +277,27 @@ describe('a local user swaps folders in --dir for symlinks while a tree arrives'
     expect(symlinksIn(dst)).toEqual([]);
   });
 
-  test('a racer process loops swapping during a CLI transfer: nothing outside --dir changes, every received file is inside with its content', async () => {
+  test('a racer process loops swapping during CLI transfers (three sessions, three trees): nothing outside --dir changes, every received file is inside with its content', async () => {
     const base = await tempDir('ferry-race-');
     const src = join(base, 'src');
     const dst = join(base, 'inbox');
     realFs.mkdirSync(src);
     realFs.mkdirSync(dst);
-    const { root, files } = makeTree(src);
-    // More folders and small files: more windows for the racer.
-    for (let i = 0; i < 40; i++) {
-      const dir = join(root, 'many', `f${i}`);
-      realFs.mkdirSync(dir, { recursive: true });
-      const content = pattern(200, 1000 + i);
-      realFs.writeFileSync(join(dir, 'x.txt'), content);
-      files.set(`tree/many/f${i}/x.txt`, content);
-      realFs.utimesSync(dir, PAST_S, PAST_S);
+    const files = new Map<string, Buffer>();
+    const roots: string[] = [];
+    for (const name of ['tree1', 'tree2', 'tree3']) {
+      const made = makeTree(src, name);
+      roots.push(made.root);
+      for (const [k, v] of made.files) files.set(k, v);
+      // More folders and small files: more windows for the racer.
+      for (let i = 0; i < 50; i++) {
+        const dir = join(made.root, 'many', `f${i}`);
+        realFs.mkdirSync(dir, { recursive: true });
+        const content = pattern(200, 1000 + i);
+        realFs.writeFileSync(join(dir, 'x.txt'), content);
+        files.set(`${name}/many/f${i}/x.txt`, content);
+        realFs.utimesSync(dir, PAST_S, PAST_S);
+      }
     }
     const outside = makeOutside(base);
     const before = snapshotTree(outside);
@@ -236,8 +307,8 @@ describe('a local user swaps folders in --dir for symlinks while a tree arrives'
     let result: Json | undefined;
     try {
       await racer.waitFor((e) => e.ready === true, 5000);
-      const tx = ferry(['send', root, '--to', `127.0.0.1:${rx.port}`, '--insecure', '--json']);
-      await tx.exit(20_000);
+      // One session each: a session that ends at its first I/O failure does not end the race.
+      for (const root of roots) await ferry(['send', root, '--to', `127.0.0.1:${rx.port}`, '--insecure', '--json']).exit(20_000);
     } finally {
       racer.child.stdin!.end();
       result = await racer.waitFor((e) => typeof e.rounds === 'number', 5000).catch(() => undefined);
@@ -246,6 +317,7 @@ describe('a local user swaps folders in --dir for symlinks while a tree arrives'
     // The receiver serves on: a plain file after the race arrives.
     const control = join(base, 'control.txt');
     realFs.writeFileSync(control, 'after the race\n');
+    files.set('control.txt', Buffer.from('after the race\n'));
     const after = ferry(['send', control, '--to', `127.0.0.1:${rx.port}`, '--insecure', '--json']);
     expect(await after.exit(10_000), after.stderr()).toBe(0);
     rx.child.kill('SIGTERM');
