@@ -267,7 +267,8 @@ async function openNow(path: string, flags: string | number | undefined, mode: n
 
 type Handle = import('node:fs/promises').FileHandle;
 
-function readArgs(handle: Handle, args: unknown[]): { buffer: NodeJS.ArrayBufferView; offset: number; length: number; position: number | null } {
+/** The (buffer, offset, length, position) a FileHandle read or write was given, in any of its call forms. */
+function ioArgs(args: unknown[]): { buffer: NodeJS.ArrayBufferView; offset: number; length: number; position: number | null } {
   const [a, b, c, d] = args;
   if (ArrayBuffer.isView(a)) {
     const view = a as NodeJS.ArrayBufferView;
@@ -282,7 +283,6 @@ function readArgs(handle: Handle, args: unknown[]): { buffer: NodeJS.ArrayBuffer
   const o = (a ?? {}) as { buffer?: NodeJS.ArrayBufferView; offset?: number; length?: number; position?: number | null };
   const buffer = o.buffer ?? Buffer.alloc(16384);
   const offset = o.offset ?? 0;
-  void handle;
   return { buffer, offset, length: o.length ?? buffer.byteLength - offset, position: o.position ?? null };
 }
 
@@ -301,7 +301,7 @@ function wrapHandle(handle: Handle): Handle {
     writev: (buffers, position) => ({ bytesWritten: realFs.writevSync(at(), buffers as NodeJS.ArrayBufferView[], position as number | undefined), buffers }),
     readv: (buffers, position) => ({ bytesRead: realFs.readvSync(at(), buffers as NodeJS.ArrayBufferView[], position as number | undefined), buffers }),
     read: (...args) => {
-      const r = readArgs(handle, args);
+      const r = ioArgs(args);
       return { bytesRead: realFs.readSync(at(), r.buffer, r.offset, r.length, r.position), buffer: r.buffer };
     },
   };
@@ -323,7 +323,7 @@ function wrapHandle(handle: Handle): Handle {
       }
       if (name === 'write' && handle.fd >= 0 && ArrayBuffer.isView(args[0])) {
         try {
-          const r = readArgs(handle, args);
+          const r = ioArgs(args);
           return Promise.resolve({ bytesWritten: realFs.writeSync(at(), r.buffer, r.offset, r.length, r.position), buffer: r.buffer });
         } catch (err) {
           return Promise.reject(err);
