@@ -269,7 +269,6 @@ describe("permission bits follow the receiver's umask", () => {
 function hidden(allow: boolean): Partial<ReceiveOptions> {
   if (!allow) return {};
   const options: Partial<ReceiveOptions> = {
-    // @ts-expect-error allowHidden lands with the receiver rework
     allowHidden: true,
   };
   return options;
