@@ -8,7 +8,7 @@ import yargs from 'yargs';
 import './threadpool.js';
 import { hideBin } from 'yargs/helpers';
 import { DEFAULT_TIMEOUT_MS } from './connection.js';
-import { Output } from './output.js';
+import { Output } from './output/index.js';
 import { FerryError, toFerryError } from './protocol/errors.js';
 import { DEFAULT_PORT, receive } from './receiver/index.js';
 import { cleanPartials } from './receiver/paths.js';
