@@ -15,8 +15,15 @@ type Side = 'send' | 'receive';
 const TOTAL_KEY = '\0total';
 const BAR_WIDTH = 24;
 
+/**
+ * One bar per file and side. A sender talks to one receiver and its 'sent'
+ * event names no peer, so its bars are keyed by name alone (its 'start' and
+ * 'progress' events do carry the peer: keying by it left the bar at 0%); a
+ * receiver may take the same name from two senders at once, so the peer is
+ * part of its key.
+ */
 function fileKey(side: Side, name: string, peer: string | undefined): string {
-  return `${side}\0${peer ?? ''}\0${name}`;
+  return side === 'send' ? `send\0${name}` : `receive\0${peer ?? ''}\0${name}`;
 }
 
 export class ProgressBars {
@@ -45,7 +52,7 @@ export class ProgressBars {
 
   start(side: Side, name: string, bytes: number, peer: string): void {
     const label = side === 'send' ? `↑ ${printableName(name)}` : `↓ ${printableName(name)} (${peer})`;
-    this.bars.set(fileKey(side, name, side === 'send' ? undefined : peer), this.ensureMultibar().create(bytes, 0, { label }));
+    this.bars.set(fileKey(side, name, peer), this.ensureMultibar().create(bytes, 0, { label }));
   }
 
   progress(side: Side, name: string, peer: string, done: number): void {
