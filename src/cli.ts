@@ -184,6 +184,9 @@ export function parseTarget(to: string): { host: string; port: number } {
   if (bracketed) {
     host = bracketed[1]!;
     port = bracketed[2];
+  } else if (to.startsWith('[')) {
+    // Not a bare IPv6 address either: `[::1]:x` would otherwise go to DNS as a host name.
+    throw usage(`--to ${to}: expected [IPV6]:PORT`);
   } else if ((to.match(/:/g) ?? []).length > 1) {
     host = to; // a bare IPv6 address, no port
   } else {
