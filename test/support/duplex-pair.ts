@@ -54,7 +54,7 @@ export class DuplexEnd extends Duplex {
 
   override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
     // A corked burst leaves as one chunk, as it would in one system call.
-    this._write(Buffer.concat(chunks.map((c) => c.chunk)), 'buffer', callback);
+    this._write(Buffer.concat(chunks.map((c) => c.chunk)), 'binary', callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {

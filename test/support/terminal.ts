@@ -7,8 +7,9 @@
  * below, save/restore, and cursor/wrap modes. Anything else is kept visible
  * as `<ESC…>` / `<0x..>` so a test sees it instead of it vanishing.
  */
+import { Writable } from 'node:stream';
 
-export class FakeTty {
+export class FakeTty extends Writable {
   readonly isTTY: boolean;
   readonly columns: number;
   readonly rows = 24;
@@ -16,15 +17,15 @@ export class FakeTty {
 
   /** `tty: false` makes a plain recorder, like a stdout redirected to a file. */
   constructor(options: { columns?: number; tty?: boolean } = {}) {
+    // Strings stay strings, and each write is recorded before write() returns.
+    super({ decodeStrings: false });
     this.columns = options.columns ?? 100;
     this.isTTY = options.tty ?? true;
   }
 
-  write(chunk: string | Uint8Array, encoding?: BufferEncoding | (() => void), callback?: () => void): boolean {
-    this.chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-    const done = typeof encoding === 'function' ? encoding : callback;
-    done?.();
-    return true;
+  override _write(chunk: string | Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    this.chunks.push(typeof chunk === 'string' ? chunk : chunk.toString('utf8'));
+    callback();
   }
 
   /** Everything written so far, as one string. */

@@ -18,7 +18,7 @@ const OFFER = encodeOffer({ size: 5, mtimeMs: 1_700_000_000_000, mode: 0o644, al
 const DATA = encodeFrame(FrameType.Data, Buffer.from('hello'));
 const END = encodeEnd(DIGEST, DIGEST);
 
-const open: Array<Connection> = [];
+const open: Array<{ destroy(): void }> = [];
 afterEach(() => {
   vi.useRealTimers();
   for (const c of open.splice(0)) c.destroy();
