@@ -144,7 +144,8 @@ export const PROGRESS_INTERVAL_MS = 250;
 
 /**
  * Returns a function to call with the running byte count: it emits a
- * progress event at most every PROGRESS_INTERVAL_MS, and always at 100%.
+ * progress event at most every PROGRESS_INTERVAL_MS, and always at 100%
+ * (for a file: a stream of unknown size is throttled throughout).
  */
 export function progressReporter(
   emit: EventListener,
@@ -153,7 +154,9 @@ export function progressReporter(
   let last = 0;
   return (done) => {
     const now = performance.now();
-    if (done < base.bytes && now - last < PROGRESS_INTERVAL_MS) return;
+    // A stream's size is not known (bytes 0): it has no 100% to always show, only the throttle.
+    const complete = base.bytes > 0 && done >= base.bytes;
+    if (!complete && now - last < PROGRESS_INTERVAL_MS) return;
     last = now;
     emit({ event: 'progress', ...base, done });
   };

@@ -32,7 +32,8 @@ describe('the one-time code', () => {
     await rx.exit();
     expect(rx.lines[0]).toMatch(/^ferry: listening on 127\.0\.0\.1 port \d+$/);
     expect(rx.lines[1]).toBe('ferry: code 3-apple-river-orbit');
-    expect(rx.lines[2]).toMatch(/^ferry: on the other host run: ferry send FILE --to 127\.0\.0\.1:\d+ --code 3-apple-river-orbit$/);
+    // The code goes in the environment, not in the sender's argv, where `ps` shows it to other local users.
+    expect(rx.lines[2]).toMatch(/^ferry: on the other host run: FERRY_CODE=3-apple-river-orbit ferry send FILE --to 127\.0\.0\.1:\d+$/);
   });
 
   test('without --code a receiver makes a fresh code each time, in the documented shape', async () => {

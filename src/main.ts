@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+/**
+ * The `ferry` process: parses argv (src/cli.ts), runs the command, and is
+ * the one place that exits. Errors carry their exit code up to the one
+ * catch at the bottom, which prints them as one line (and a JSON event with
+ * --json).
+ */
+import './threadpool.js';
+import { hideBin } from 'yargs/helpers';
+import { parseArgs, type OutputArgs, type ReceiveRequest, type SendRequest } from './cli.js';
+import { jsonLine, Output } from './output/index.js';
+import { terminalSafe } from './printable.js';
+import { FerryError, toFerryError } from './protocol/errors.js';
+import { askCode } from './prompt.js';
+import { receive } from './receiver/index.js';
+import { cleanPartials } from './receiver/partials.js';
+import { send } from './sender/index.js';
+
+function outputFor(args: OutputArgs, out: NodeJS.WritableStream = process.stdout): Output {
+  return new Output({ ...args, bars: !args.json && !args.quiet && process.stderr.isTTY === true, out, err: process.stderr });
+}
+
+/** SIGINT and SIGTERM abort the transfer cleanly (the peer is told); a second one exits at once. */
+function signalController(): AbortController {
+  const controller = new AbortController();
+  const on = (signal: 'SIGINT' | 'SIGTERM'): void => {
+    process.on(signal, () => {
+      if (controller.signal.aborted) process.exit(signal === 'SIGINT' ? 130 : 143);
+      controller.abort(new FerryError(signal === 'SIGINT' ? 'ERR_SIGINT' : 'ERR_SIGTERM', `interrupted by ${signal}`));
+    });
+  };
+  on('SIGINT');
+  on('SIGTERM');
+  return controller;
+}
+
+/** The code given, or one asked for on the terminal; without either, a usage error. */
+async function codeFor(options: SendRequest): Promise<string | undefined> {
+  if (options.code !== undefined || options.insecure) return options.code;
+  // Standard input that carries the file, or is no terminal, cannot also answer a question.
+  if (process.stdin.isTTY === true && !options.files.includes('-')) return askCode(process.stdin, process.stderr);
+  throw new FerryError('ERR_USAGE', 'give the code the receiver printed: --code CODE, or FERRY_CODE=CODE (or --insecure on both sides)');
+}
+
+async function sendFiles(output: Output, options: SendRequest): Promise<number> {
+  const code = await codeFor(options);
+  const controller = signalController();
+  const summary = await send({ ...options, ...(code === undefined ? {} : { code }), onEvent: output.handle, signal: controller.signal });
+  output.stop();
+  return summary.exitCode;
+}
+
+async function receiveFiles(output: Output, options: ReceiveRequest): Promise<number> {
+  const controller = signalController();
+  const { stdout, ...rest } = options;
+  const receiver = await receive({ ...rest, ...(stdout ? { stdout: process.stdout } : {}), onEvent: output.handle, signal: controller.signal });
+  const exitCode = await receiver.done;
+  output.stop();
+  return exitCode;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const parsed = parseArgs(argv, process.env, process.stdout.columns || 100);
+  switch (parsed.command) {
+    case 'print':
+      process.stdout.write(`${parsed.text}\n`);
+      return 0;
+    case 'clean': {
+      const count = await cleanPartials(parsed.dir, { all: true });
+      if (parsed.output.json) process.stdout.write(`${jsonLine({ event: 'cleaned', dir: parsed.dir, files: count })}\n`);
+      else if (!parsed.output.quiet) process.stdout.write(`${terminalSafe(`ferry: deleted ${count} partial file${count === 1 ? '' : 's'} under ${parsed.dir}`)}\n`);
+      return 0;
+    }
+    case 'receive':
+      // With --stdout the file is on stdout: every message goes to stderr.
+      return receiveFiles(outputFor(parsed.output, parsed.options.stdout ? process.stderr : process.stdout), parsed.options);
+    case 'send':
+      return sendFiles(outputFor(parsed.output), parsed.options);
+  }
+}
+
+main(hideBin(process.argv)).then(
+  (code) => process.exit(code),
+  (caught: unknown) => {
+    const err = toFerryError(caught);
+    if (process.argv.includes('--json')) {
+      process.stdout.write(`${jsonLine({ event: 'error', code: err.code, message: err.message, exitCode: err.exitCode })}\n`);
+    }
+    process.stderr.write(`${terminalSafe(`ferry: ${err.message}`)}\n`);
+    if (err.code === 'ERR_USAGE') process.stderr.write('ferry: try `ferry --help`\n');
+    if (process.env.FERRY_DEBUG === '1') process.stderr.write(`${(err.cause as Error | undefined)?.stack ?? err.stack}\n`);
+    process.exit(err.exitCode);
+  },
+);

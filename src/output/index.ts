@@ -1,0 +1,115 @@
+/**
+ * Turns transfer events into what a person or a script sees:
+ * --json: one JSON object per line (src/output/json.ts), every event;
+ * otherwise: progress bars on stderr when it is a terminal (bars.ts), one
+ * summary line per file on stdout (lines.ts; none with --quiet), and errors
+ * as one line on stderr. Every human line passes terminalSafe() last.
+ */
+import type { FerryEvent } from '../events.js';
+import { terminalSafe } from '../printable.js';
+import { ProgressBars } from './bars.js';
+import { jsonLine } from './json.js';
+import { listeningLines, receivedLine, retryLine, sentLine, skippedLine, summaryLine } from './lines.js';
+
+export { formatBytes } from './format.js';
+export { jsonLine } from './json.js';
+
+export interface OutputOptions {
+  json: boolean;
+  quiet: boolean;
+  /** Draw progress bars (stderr is a terminal, not --json, not --quiet). */
+  bars: boolean;
+  /** Where JSON and summary lines go: stdout, or stderr when stdout carries a file (receive --stdout). */
+  out?: NodeJS.WritableStream;
+  /** Where bars and error lines go: stderr. */
+  err?: NodeJS.WritableStream;
+}
+
+/** Above this many files and folders in one send, one line per file gives way to the summary alone. */
+const LINES_PER_FILE_UP_TO = 100;
+
+export class Output {
+  private readonly options: OutputOptions;
+  private readonly out: NodeJS.WritableStream;
+  private readonly err: NodeJS.WritableStream;
+  private readonly bars: ProgressBars | null;
+  /** Files and folders the sender's plan holds (0 until the plan arrives). */
+  private planned = 0;
+
+  constructor(options: OutputOptions) {
+    this.options = options;
+    this.out = options.out ?? process.stdout;
+    this.err = options.err ?? process.stderr;
+    this.bars = options.bars && !options.json ? new ProgressBars(this.err) : null;
+  }
+
+  readonly handle = (event: FerryEvent): void => {
+    if (this.options.json) {
+      this.out.write(`${jsonLine(event)}\n`);
+      if (event.event === 'error') this.errorLine(event.message);
+      return;
+    }
+    switch (event.event) {
+      case 'plan':
+        this.planned = event.files + event.directories;
+        this.bars?.setPlan(event);
+        return;
+      case 'skipped':
+        return this.errorLine(skippedLine(event));
+      case 'retry':
+        return this.errorLine(retryLine(event));
+      case 'summary':
+        this.stop();
+        if (event.side === 'send' && this.planned <= 1) return;
+        if (event.side === 'receive' && event.files + event.directories + event.failures === 0) return;
+        return this.line(summaryLine(event));
+      case 'listening':
+        // Printed even with --quiet: with --port 0 it is the only way to learn the port, and the code is needed.
+        for (const text of listeningLines(event)) this.line(text, true);
+        return;
+      case 'start':
+        this.bars?.start(event.side, event.name, event.bytes, event.peer);
+        return;
+      case 'progress':
+        this.bars?.progress(event.side, event.name, event.peer, event.done);
+        return;
+      case 'sent':
+        this.bars?.finish('send', event.name, undefined, event.bytes);
+        if (this.planned > LINES_PER_FILE_UP_TO) return;
+        return this.line(sentLine(event));
+      case 'received': {
+        this.bars?.finish('receive', event.name, event.peer, event.bytes);
+        const text = receivedLine(event);
+        if (text !== null) this.line(text);
+        return;
+      }
+      case 'error':
+        if (event.name !== undefined) {
+          this.bars?.finish('send', event.name, undefined, 0);
+          this.bars?.finish('receive', event.name, event.peer, 0);
+        }
+        return this.errorLine(event.message);
+    }
+  };
+
+  /** Removes any bars left (on exit). */
+  stop(): void {
+    this.bars?.stop();
+  }
+
+  private line(text: string, evenIfQuiet = false): void {
+    if (this.options.quiet && !evenIfQuiet) return;
+    this.write(this.out, terminalSafe(text));
+  }
+
+  private errorLine(message: string): void {
+    this.write(this.err, terminalSafe(`ferry: ${message}`));
+  }
+
+  private write(stream: NodeJS.WritableStream, line: string): void {
+    // Through the bars only when the line shares their terminal: a stdout redirected to a file keeps its lines.
+    const onTheBarsTerminal = stream === this.err || (stream as { isTTY?: boolean }).isTTY === true;
+    if (this.bars?.active && onTheBarsTerminal) this.bars.log(`${line}\n`);
+    else stream.write(`${line}\n`);
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * The human lines: what a person reads for each event, as plain strings
+ * without the trailing newline. Pure functions; src/output/index.ts decides
+ * where each line goes and passes it through terminalSafe() on the way.
+ */
+import { networkInterfaces } from 'node:os';
+import type { ListeningEvent, ReceivedEvent, RetryEvent, SentEvent, SkippedEvent, SummaryEvent } from '../events.js';
+import { printableName } from '../printable.js';
+import { formatBytes, formatSeconds, rate } from './format.js';
+
+/**
+ * What a receiver prints on start. The sender's command carries the code in
+ * FERRY_CODE, not --code: other local users can read a process's argv (ps).
+ */
+export function listeningLines(event: ListeningEvent): string[] {
+  const target = `${dialable(event.host)}:${event.port}`;
+  const lines = [`ferry: listening on ${hostPort(event.host, event.port)}`];
+  if (event.code === undefined) {
+    lines.push('ferry: --insecure: no code, no encryption; anyone who can reach this port can send files');
+    lines.push(`ferry: on the other host run: ferry send FILE --to ${target} --insecure`);
+  } else {
+    lines.push(`ferry: code ${event.code}`);
+    lines.push(`ferry: on the other host run: FERRY_CODE=${event.code} ferry send FILE --to ${target}`);
+  }
+  return lines;
+}
+
+export function skippedLine(event: SkippedEvent): string {
+  const why = event.reason === 'symlink' ? 'a symlink (ferry does not follow or recreate links)' : 'not a regular file or folder';
+  return `skipped ${printableName(event.name)}: ${why}`;
+}
+
+export function retryLine(event: RetryEvent): string {
+  return `${event.message}; retry ${event.attempt} of ${event.of} in ${formatSeconds(event.delaySeconds)}, resuming`;
+}
+
+export function summaryLine(event: SummaryEvent): string {
+  const files = `${event.files} file${event.files === 1 ? '' : 's'}`;
+  const folders = event.directories > 0 ? ` and ${event.directories} folder${event.directories === 1 ? '' : 's'}` : '';
+  const outcome = event.failures === 0 ? 'all verified' : `${event.failures} failed`;
+  return `${event.side === 'send' ? 'sent' : 'received'} ${files}${folders}, ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} (${rate(event.bytes, event.seconds)}), ${outcome}`;
+}
+
+export function sentLine(event: SentEvent): string {
+  if (event.directory || !event.hash) return `sent folder ${printableName(event.name)}`;
+  const resumed = event.resumedFrom > 0 ? `, resumed at ${formatBytes(event.resumedFrom)}` : '';
+  return (
+    `sent ${printableName(event.name)}: ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} ` +
+    `(${rate(event.transferred, event.seconds)}${resumed}), ${event.hash.algorithm} ${event.hash.digest} verified by the receiver`
+  );
+}
+
+/** Null for a folder: the receiver prints files only. */
+export function receivedLine(event: ReceivedEvent): string | null {
+  if (event.directory || !event.hash) return null;
+  const resumed = event.resumedFrom > 0 ? `, resumed at ${formatBytes(event.resumedFrom)}` : '';
+  return (
+    `received ${printableName(event.name)} from ${event.peer}: ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} ` +
+    `(${rate(event.bytes - event.resumedFrom, event.seconds)}${resumed}), ${event.hash.algorithm} ${event.hash.digest} verified, saved as ${event.path}`
+  );
+}
+
+/** An address the other host can dial: a wildcard becomes this host's first external IPv4 address. */
+function dialable(host: string): string {
+  if (host !== '::' && host !== '0.0.0.0') return host.includes(':') ? `[${host}]` : host;
+  for (const addresses of Object.values(networkInterfaces())) {
+    for (const a of addresses ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return 'THIS-HOST';
+}
+
+function hostPort(host: string, port: number): string {
+  const bracketed = host.includes(':') ? `[${host}]` : host;
+  const shown = host === '::' || host === '0.0.0.0' ? `all interfaces (${bracketed})` : bracketed;
+  return `${shown} port ${port}`;
+}

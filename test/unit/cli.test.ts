@@ -1,0 +1,143 @@
+/** Argument parsing (src/cli.ts) without running anything: what each command line asks for, or the usage error it is. */
+import { describe, expect, test } from 'vitest';
+import { parseArgs, parseTarget, type Parsed } from '../../src/cli.js';
+import type { FerryError } from '../../src/protocol/errors.js';
+
+const CODE = '7-orbit-velvet-cactus';
+
+function usageError(argv: string[], env: Record<string, string> = {}): FerryError {
+  try {
+    const parsed = parseArgs(argv, env);
+    throw new Error(`expected a usage error, got ${JSON.stringify(parsed)}`);
+  } catch (err) {
+    expect((err as FerryError).code, String(err)).toBe('ERR_USAGE');
+    return err as FerryError;
+  }
+}
+
+function sendOf(argv: string[], env: Record<string, string> = { FERRY_CODE: CODE }): Extract<Parsed, { command: 'send' }>['options'] {
+  const parsed = parseArgs(['send', ...argv], env);
+  if (parsed.command !== 'send') throw new Error(`parsed as ${parsed.command}`);
+  return parsed.options;
+}
+
+describe('--to', () => {
+  test.each([
+    ['example.org', 'example.org', 7878],
+    ['example.org:9000', 'example.org', 9000],
+    ['10.0.0.2:1', '10.0.0.2', 1],
+    ['[::1]:9000', '::1', 9000],
+    ['[fe80::1%eth0]', 'fe80::1%eth0', 7878],
+    ['::1', '::1', 7878],
+    ['2001:db8::7', '2001:db8::7', 7878],
+    ['h:65535', 'h', 65535],
+  ])('%s is host %s port %d', (to, host, port) => {
+    expect(parseTarget(to)).toEqual({ host, port });
+    expect(sendOf(['f', '--to', to])).toMatchObject({ host, port });
+  });
+
+  test.each(['h:99999', 'h:-1', 'h:abc', 'h:', '[::1]:x', '[::1', '[::1]9', ':80', 'h:0', 'h:1.5'])('%s is a usage error', (to) => {
+    usageError(['send', 'f', '--to', to]);
+  });
+
+  test('is required', () => {
+    expect(usageError(['send', 'f']).message).toMatch(/Missing required argument: to/);
+  });
+});
+
+describe('the files', () => {
+  test('several files and folders, in order', () => {
+    expect(sendOf(['a', 'dir/', 'c d', '--to', 'h']).files).toEqual(['a', 'dir/', 'c d']);
+  });
+
+  test('- is standard input, named with --name', () => {
+    expect(sendOf(['-', '--name', 'log.txt', '--to', 'h'])).toMatchObject({ files: ['-'], stdinName: 'log.txt' });
+    expect(sendOf(['a', '-', '--to', 'h']).files).toEqual(['a', '-']);
+  });
+
+  test('none, stdin twice, or --name without stdin: usage errors', () => {
+    expect(usageError(['send', '--to', 'h']).message).toBe('name at least one FILE to send');
+    usageError(['send', '-', '-', '--to', 'h']);
+    expect(usageError(['send', 'a', '--name', 'x', '--to', 'h']).message).toMatch(/--name is for standard input/);
+  });
+});
+
+describe('the code', () => {
+  test('--code, else FERRY_CODE; --code wins', () => {
+    expect(sendOf(['f', '--to', 'h', '--code', '1-a-b-c'], { FERRY_CODE: CODE }).code).toBe('1-a-b-c');
+    expect(sendOf(['f', '--to', 'h'], { FERRY_CODE: CODE }).code).toBe(CODE);
+  });
+
+  test('empty counts as unset, on either side', () => {
+    expect(sendOf(['f', '--to', 'h', '--code', ''], { FERRY_CODE: CODE }).code).toBe(CODE);
+    expect(sendOf(['f', '--to', 'h', '--code', ''], { FERRY_CODE: '' }).code).toBeUndefined();
+    expect(sendOf(['f', '--to', 'h'], {}).code).toBeUndefined();
+  });
+
+  test('--insecure takes no code: --code is refused, FERRY_CODE ignored', () => {
+    expect(usageError(['send', 'f', '--to', 'h', '--insecure', '--code', CODE]).message).toMatch(/--code and --insecure/);
+    expect(usageError(['receive', '--insecure', '--code', CODE]).message).toMatch(/--code and --insecure/);
+    const insecure = sendOf(['f', '--to', 'h', '--insecure'], { FERRY_CODE: CODE });
+    expect(insecure.insecure).toBe(true);
+    expect(insecure).not.toHaveProperty('code');
+  });
+});
+
+describe('numbers', () => {
+  test('--timeout: seconds, to milliseconds; zero, negative or not a number refused', () => {
+    expect(sendOf(['f', '--to', 'h']).timeoutMs).toBe(30_000);
+    expect(sendOf(['f', '--to', 'h', '--timeout', '2.5']).timeoutMs).toBe(2500);
+    for (const bad of ['0', '-1', 'abc', 'Infinity']) expect(usageError(['send', 'f', '--to', 'h', '--timeout', bad]).message).toMatch(/--timeout/);
+  });
+
+  test('--retries: a whole number, 5 by default; --retry-delay in seconds', () => {
+    expect(sendOf(['f', '--to', 'h'])).toMatchObject({ retries: 5, retryDelayMs: 1000 });
+    expect(sendOf(['f', '--to', 'h', '--retries', '0', '--retry-delay', '0.25'])).toMatchObject({ retries: 0, retryDelayMs: 250 });
+    for (const bad of ['-1', '1.5', 'x']) expect(usageError(['send', 'f', '--to', 'h', '--retries', bad]).message).toMatch(/--retries/);
+    usageError(['send', 'f', '--to', 'h', '--retry-delay', '-1']);
+  });
+});
+
+describe('receive and clean', () => {
+  test('the defaults, and every option', () => {
+    expect(parseArgs(['receive', '--code', CODE])).toEqual({
+      command: 'receive',
+      output: { json: false, quiet: false },
+      options: { dir: '.', port: 7878, once: false, overwrite: false, allowHidden: false, timeoutMs: 30_000, fsync: true, insecure: false, stdout: false, code: CODE },
+    });
+    const all = parseArgs(['receive', '-d', '/in', '--host', '::1', '-p', '0', '--once', '--overwrite', '--allow-hidden', '--max-size', '10', '--no-fsync', '--stdout', '--json', '-q'], { FERRY_CODE: CODE });
+    expect(all).toMatchObject({
+      command: 'receive',
+      output: { json: true, quiet: true },
+      options: { dir: '/in', host: '::1', port: 0, once: true, overwrite: true, allowHidden: true, maxSize: 10, fsync: false, stdout: true, code: CODE },
+    });
+  });
+
+  test('bad ports and sizes', () => {
+    usageError(['receive', '--port', 'abc']);
+    usageError(['receive', '--port', '70000']);
+    usageError(['receive', '--max-size', '-5']);
+  });
+
+  test('--clean names the folder and nothing else runs', () => {
+    expect(parseArgs(['receive', '--clean', '--dir', '/in'])).toEqual({ command: 'clean', output: { json: false, quiet: false }, dir: '/in' });
+  });
+});
+
+describe('yargs', () => {
+  test('unknown options, no command: usage errors', () => {
+    expect(usageError(['receive', '--bogus']).message).toMatch(/Unknown argument: bogus/);
+    expect(usageError([]).message).toBe('name a command: receive or send');
+    usageError(['fly']);
+    usageError(['send', 'f', '--to', 'h', '--hash', 'md5']);
+  });
+
+  test('--help and --version are text to print, not a run', () => {
+    const help = parseArgs(['--help']);
+    expect(help).toMatchObject({ command: 'print' });
+    expect(help.command === 'print' && help.text).toMatch(/ferry send FILE --to HOST/);
+    const sendHelp = parseArgs(['send', '--help']);
+    expect(sendHelp.command === 'print' && sendHelp.text).toMatch(/--retries/);
+    expect(parseArgs(['--version'])).toMatchObject({ command: 'print', text: expect.stringMatching(/^\d+\.\d+\.\d+/) });
+  });
+});
