@@ -62,6 +62,8 @@ export class Connection<T extends StateTable = StateTable> {
   private readonly table: T;
   /** Heartbeats are welcome from the peer: true on the sending side. */
   private readonly acceptsHeartbeats: boolean;
+  /** Runs while the peer is part-way through a control frame (see checkFrameDeadline). */
+  private frameTimer: NodeJS.Timeout | null = null;
   /** Set by enter(): frames are checked against this state as they arrive, not when consumed. */
   private arrivalState: (keyof T & string) | null = null;
 
@@ -92,6 +94,7 @@ export class Connection<T extends StateTable = StateTable> {
         this.protocolFailure(toFerryError(err));
         return;
       }
+      this.checkFrameDeadline();
       if (this.decoder.isPaused && this.decoder.buffered > HOLD_WHILE_BUSY) this.socket.pause();
     });
     socket.on('end', () => {
@@ -172,11 +175,23 @@ export class Connection<T extends StateTable = StateTable> {
    * frame may have arrived while the side was in an earlier state (the peer
    * pipelines): it is judged by the state it is consumed in.
    */
-  async expect<S extends keyof T & string>(state: S): Promise<FrameIn<T, S>> {
+  async expect<S extends keyof T & string>(state: S, options: { withinMs?: number } = {}): Promise<FrameIn<T, S>> {
     this.arrivalState = null;
-    const frame = await this.next();
+    const frame = options.withinMs === undefined ? await this.next() : await this.nextWithin(options.withinMs, state);
     if (!allowedIn(this.table, state, frame.type)) throw this.protocolFailure(unexpected(frame.type, state));
     return frame as FrameIn<T, S>;
+  }
+
+  /**
+   * next(), but the frame must come within `ms` whatever else arrives
+   * meanwhile: heartbeats keep the idle deadline off, not this one (a
+   * receiver that heartbeats forever after END never answers).
+   */
+  private nextWithin(ms: number, state: string): Promise<ControlFrame> {
+    const timer = setTimeout(() => {
+      this.abort(new FerryError('ERR_TIMEOUT', `${this.peer} sent no answer in state ${state} within ${formatSeconds(ms)}`));
+    }, ms);
+    return this.next().finally(() => clearTimeout(timer));
   }
 
   /**
@@ -278,6 +293,8 @@ export class Connection<T extends StateTable = StateTable> {
       const said = frame.message === '' ? '' : `, saying ${peerText(frame.message)}`;
       this.fail(new FerryError(frame.code, `${this.peer} aborted with ${frame.code}${said}`, { remote: true }));
       this.socket.end();
+      // A peer that aborted and then keeps its side open must not hold the socket.
+      setTimeout(() => this.socket.destroy(), ABORT_GRACE_MS).unref();
       return;
     }
     if (this.arrivalState !== null && !allowedIn(this.table, this.arrivalState, frame.type)) {
@@ -307,7 +324,28 @@ export class Connection<T extends StateTable = StateTable> {
       this.watchdog.refresh();
       return;
     }
-    this.abort(new FerryError('ERR_TIMEOUT', `no word from ${this.peer} for ${this.timeoutMs / 1000} s`));
+    this.abort(new FerryError('ERR_TIMEOUT', `no word from ${this.peer} for ${formatSeconds(this.timeoutMs)}`));
+  }
+
+  /**
+   * A frame other than DATA must arrive whole within the timeout of its
+   * first byte: the idle deadline alone counts bytes, so a peer dripping a
+   * HELLO one byte per (timeout - 1) seconds would hold this side for ever.
+   * DATA only has to keep moving (a 1 MiB frame on a slow link takes long).
+   * Bytes held while this side is busy (the decoder paused) are not counted.
+   */
+  private checkFrameDeadline(): void {
+    const partial = this.decoder.inControlFrame && !this.decoder.isPaused;
+    if (!partial) {
+      if (this.frameTimer) clearTimeout(this.frameTimer);
+      this.frameTimer = null;
+      return;
+    }
+    this.frameTimer ??= setTimeout(() => {
+      this.frameTimer = null;
+      if (this.failure || !this.decoder.inControlFrame || this.decoder.isPaused) return;
+      this.abort(new FerryError('ERR_TIMEOUT', `${this.peer} took over ${formatSeconds(this.timeoutMs)} to send one frame`));
+    }, this.timeoutMs);
   }
 
   /** A violation by the peer: tell it, close, and return the error for throwing. */
@@ -321,6 +359,7 @@ export class Connection<T extends StateTable = StateTable> {
     this.failure = err;
     this.rejectFailed(err);
     clearTimeout(this.watchdog);
+    if (this.frameTimer) clearTimeout(this.frameTimer);
     const waiter = this.waiter;
     this.waiter = null;
     waiter?.reject(err);
@@ -352,6 +391,7 @@ export class Connection<T extends StateTable = StateTable> {
       this.protocolFailure(toFerryError(err));
       return;
     }
+    this.checkFrameDeadline();
     this.checkEnd();
   }
 
@@ -372,6 +412,10 @@ export type SenderConnection = Connection<typeof SENDER_STATES>;
 
 function unexpected(type: number, state: string): FerryError {
   return new FerryError('ERR_UNEXPECTED_FRAME', `unexpected ${FRAME_NAMES.get(type) ?? `frame 0x${type.toString(16)}`} in state ${state}`);
+}
+
+function formatSeconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
 }
 
 /** `host:port` of a peer, IPv4-mapped addresses unwrapped and IPv6 in brackets. */

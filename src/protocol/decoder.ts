@@ -73,6 +73,17 @@ export class FrameDecoder {
     return this.paused;
   }
 
+  /**
+   * True while a frame other than DATA has begun arriving and is not whole
+   * yet (a header counts until its type is known). A peer must finish such a
+   * frame within its timeout: dripping it byte by byte keeps no deadline off.
+   */
+  get inControlFrame(): boolean {
+    if (this.state === State.Header) return this.headerLength > 0;
+    if (this.state === State.Payload) return true;
+    return this.state === State.Trailer && this.type !== FrameType.Data;
+  }
+
   /** True between frames: nothing partial is pending. */
   get atFrameBoundary(): boolean {
     return this.state === State.Header && this.headerLength === 0 && this.buffered === 0;
