@@ -1,9 +1,9 @@
 /** Where incoming paths may land (TargetTree) and the sweep of kept partial files, on a real temp folder. */
 import { mkdir, readdir, realpath, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import { validatePath } from '../src/protocol/names.js';
-import { cleanPartials, partialName } from '../src/receiver/partials.js';
+import { cleanPartials, partialName, startSweeping } from '../src/receiver/partials.js';
 import { TargetDir, TargetTree } from '../src/receiver/target.js';
 import { tempDir } from './support/files.js';
 
@@ -72,5 +72,30 @@ describe('cleanPartials', () => {
     expect(await cleanPartials(root, { all: true })).toBe(1);
     expect((await readdir(root)).sort()).toEqual(['.keep', 'a']);
     expect((await readdir(join(root, 'a'))).sort()).toEqual(['b', 'photo.part']);
+  });
+});
+
+describe('startSweeping', () => {
+  test('a running receiver sweeps stale partials again later, not only when it starts', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const root = await tempDir();
+      const target = TargetDir.open(root);
+      const sweeper = startSweeping(target, 10, 60_000);
+      await sweeper.idle();
+      // Planted after the start-up sweep, already a day old.
+      const stale = join(root, partialName('late.bin'));
+      await writeFile(stale, 'partial');
+      const dayAgo = (Date.now() - 25 * 3600 * 1000) / 1000;
+      await utimes(stale, dayAgo, dayAgo);
+      expect(await readdir(root)).toEqual([partialName('late.bin')]);
+      vi.advanceTimersByTime(60_000);
+      await sweeper.idle();
+      sweeper.stop();
+      expect(await readdir(root)).toEqual([]);
+      target.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
