@@ -50,8 +50,9 @@ try {
     });
   });
   console.log(`demo: receiver listening on 127.0.0.1 port ${port} with the one-time code ${code}; sending a 256 MiB file, encrypted`);
-  console.log(`demo: $ ferry send ${sample} --to 127.0.0.1:${port} --code ${code}`);
-  const sender = spawn(process.execPath, [cli, 'send', sample, '--to', `127.0.0.1:${port}`, '--code', code], { stdio: 'inherit' });
+  // The code goes in the environment, not argv, where other local users could read it.
+  console.log(`demo: $ FERRY_CODE=${code} ferry send ${sample} --to 127.0.0.1:${port}`);
+  const sender = spawn(process.execPath, [cli, 'send', sample, '--to', `127.0.0.1:${port}`], { stdio: 'inherit', env: { ...process.env, FERRY_CODE: code } });
   const [sent, received] = await Promise.all([exited(sender), exited(receiver)]);
   const [before, after] = await Promise.all([sha256(sample), sha256(join(inbox, 'sample.bin'))]);
   if (sent === 0 && received === 0 && before === after) {
