@@ -257,17 +257,81 @@ function parseCoded(payload: Buffer, what: string, allowOk: boolean): { code: Er
   return { code: status === 0 ? 'OK' : codeOfWireStatus(status), message: decodeUtf8(payload.subarray(2), what) };
 }
 
+function parseHello(payload: Buffer): HelloFrame {
+  const count = payload[4] ?? 0;
+  if (count === 0 || payload.length !== 5 + count) throw malformed('HELLO');
+  return { type: FrameType.Hello, features: payload.readUInt32BE(0), algorithms: [...payload.subarray(5)] };
+}
+
+function parseOffer(payload: Buffer): OfferFrame {
+  const size = payload.readBigUInt64BE(0);
+  const mode = payload.readUInt32BE(16);
+  const flags = payload[21] ?? 0;
+  const nameLength = payload.readUInt16BE(22);
+  if (
+    size > BigInt(MAX_FILE_SIZE) ||
+    (mode & ~0o777) !== 0 ||
+    (flags & ~KNOWN_OFFER_FLAGS) !== 0 ||
+    nameLength === 0 ||
+    payload.length !== OFFER_FIXED_BYTES + nameLength
+  ) {
+    throw malformed('OFFER');
+  }
+  // A directory has no content; a stream has no size; only small files are eager.
+  const directory = (flags & OfferFlag.Directory) !== 0;
+  const stream = (flags & OfferFlag.Stream) !== 0;
+  const eager = (flags & OfferFlag.Eager) !== 0;
+  if ((directory && (size !== 0n || stream || eager)) || (stream && (size !== 0n || eager)) || (eager && size > BigInt(MAX_EAGER_BYTES))) {
+    throw malformed('OFFER');
+  }
+  return {
+    type: FrameType.Offer,
+    size: Number(size),
+    mtimeMs: Number(payload.readBigInt64BE(8)),
+    mode,
+    algorithm: payload[20] ?? 0,
+    flags,
+    name: payload.subarray(OFFER_FIXED_BYTES),
+    payload,
+  };
+}
+
+function parseAccept(payload: Buffer): AcceptFrame {
+  const offset = payload.readBigUInt64BE(0);
+  const digest = payload.subarray(8);
+  if (offset > BigInt(MAX_FILE_SIZE) || (offset === 0n) !== (digest.length === 0)) throw malformed('ACCEPT');
+  return { type: FrameType.Accept, offset: Number(offset), prefixDigest: digest };
+}
+
+/** An 8-byte count that must fit a JavaScript number exactly (RESUME, HEARTBEAT). */
+function parseCount(payload: Buffer, what: string): number {
+  const value = payload.readBigUInt64BE(0);
+  if (value > BigInt(MAX_FILE_SIZE)) throw malformed(what);
+  return Number(value);
+}
+
+function parseVerdict(payload: Buffer): VerdictFrame {
+  const digestLength = payload[2] ?? 0;
+  if (digestLength > MAX_DIGEST_BYTES || payload.length < 3 + digestLength) throw malformed('VERDICT');
+  const text = payload.subarray(3 + digestLength);
+  if (text.length > MAX_MESSAGE_BYTES) throw malformed('VERDICT');
+  const status = payload.readUInt16BE(0);
+  return {
+    type: FrameType.Verdict,
+    code: status === 0 ? 'OK' : codeOfWireStatus(status),
+    digest: payload.subarray(3, 3 + digestLength),
+    message: decodeUtf8(text, 'VERDICT'),
+  };
+}
+
 /**
  * Parses the payload of a control frame whose header already passed the
  * length limits. Throws ERR_MALFORMED_PAYLOAD on anything section 5 forbids.
  */
 export function parseControl(type: FrameType, payload: Buffer): ControlFrame {
   switch (type) {
-    case FrameType.Hello: {
-      const count = payload[4] ?? 0;
-      if (count === 0 || payload.length !== 5 + count) throw malformed('HELLO');
-      return { type, features: payload.readUInt32BE(0), algorithms: [...payload.subarray(5)] };
-    }
+    case FrameType.Hello:
+      return parseHello(payload);
     case FrameType.Bye:
     case FrameType.Secure:
       return { type };
@@ -275,58 +339,14 @@ export function parseControl(type: FrameType, payload: Buffer): ControlFrame {
       return { type, share: payload };
     case FrameType.Confirm:
       return { type, tag: payload };
-    case FrameType.Offer: {
-      const size = payload.readBigUInt64BE(0);
-      const mode = payload.readUInt32BE(16);
-      const flags = payload[21] ?? 0;
-      const nameLength = payload.readUInt16BE(22);
-      if (
-        size > BigInt(MAX_FILE_SIZE) ||
-        (mode & ~0o777) !== 0 ||
-        (flags & ~KNOWN_OFFER_FLAGS) !== 0 ||
-        nameLength === 0 ||
-        payload.length !== OFFER_FIXED_BYTES + nameLength
-      ) {
-        throw malformed('OFFER');
-      }
-      // A directory has no content; a stream has no size; only small files are eager.
-      const directory = (flags & OfferFlag.Directory) !== 0;
-      const stream = (flags & OfferFlag.Stream) !== 0;
-      const eager = (flags & OfferFlag.Eager) !== 0;
-      if (
-        (directory && (size !== 0n || stream || eager)) ||
-        (stream && (size !== 0n || eager)) ||
-        (eager && size > BigInt(MAX_EAGER_BYTES))
-      ) {
-        throw malformed('OFFER');
-      }
-      return {
-        type,
-        size: Number(size),
-        mtimeMs: Number(payload.readBigInt64BE(8)),
-        mode,
-        algorithm: payload[20] ?? 0,
-        flags,
-        name: payload.subarray(OFFER_FIXED_BYTES),
-        payload,
-      };
-    }
-    case FrameType.Accept: {
-      const offset = payload.readBigUInt64BE(0);
-      const digest = payload.subarray(8);
-      if (offset > BigInt(MAX_FILE_SIZE) || (offset === 0n) !== (digest.length === 0)) throw malformed('ACCEPT');
-      return { type, offset: Number(offset), prefixDigest: digest };
-    }
-    case FrameType.Resume: {
-      const offset = payload.readBigUInt64BE(0);
-      if (offset > BigInt(MAX_FILE_SIZE)) throw malformed('RESUME');
-      return { type, offset: Number(offset) };
-    }
-    case FrameType.Heartbeat: {
-      const received = payload.readBigUInt64BE(0);
-      if (received > BigInt(MAX_FILE_SIZE)) throw malformed('HEARTBEAT');
-      return { type, received: Number(received) };
-    }
+    case FrameType.Offer:
+      return parseOffer(payload);
+    case FrameType.Accept:
+      return parseAccept(payload);
+    case FrameType.Resume:
+      return { type, offset: parseCount(payload, 'RESUME') };
+    case FrameType.Heartbeat:
+      return { type, received: parseCount(payload, 'HEARTBEAT') };
     case FrameType.Refuse:
       return { type, ...parseCoded(payload, 'REFUSE', false) };
     case FrameType.Abort:
@@ -334,19 +354,8 @@ export function parseControl(type: FrameType, payload: Buffer): ControlFrame {
     case FrameType.End:
       if (payload.length % 2 !== 0) throw malformed('END');
       return { type, digests: payload };
-    case FrameType.Verdict: {
-      const digestLength = payload[2] ?? 0;
-      if (digestLength > MAX_DIGEST_BYTES || payload.length < 3 + digestLength) throw malformed('VERDICT');
-      const text = payload.subarray(3 + digestLength);
-      if (text.length > MAX_MESSAGE_BYTES) throw malformed('VERDICT');
-      const status = payload.readUInt16BE(0);
-      return {
-        type,
-        code: status === 0 ? 'OK' : codeOfWireStatus(status),
-        digest: payload.subarray(3, 3 + digestLength),
-        message: decodeUtf8(text, 'VERDICT'),
-      };
-    }
+    case FrameType.Verdict:
+      return parseVerdict(payload);
     default:
       // The decoder only calls this for known control types.
       throw new FerryError('ERR_UNKNOWN_FRAME_TYPE', `frame type ${type as number} has no parser`);
