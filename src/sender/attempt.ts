@@ -107,6 +107,7 @@ async function hello(conn: SenderConnection, forced: HashAlgorithm | undefined):
   const theirs = await conn.expect('HANDSHAKE');
   const algorithm = chooseAlgorithm(theirs.algorithms, forced);
   if (!algorithm) throw new FerryError('ERR_UNSUPPORTED_HASH', `the receiver does not support ${forced?.name ?? 'any hash this sender knows'}`);
+  conn.enter('IDLE');
   return algorithm;
 }
 

@@ -76,7 +76,9 @@ export class EagerWindow {
   }
 
   private async settle(): Promise<void> {
-    const verdict = await this.conn.expect('AWAIT_VERDICT');
+    // IDLE with verdicts due: the sender keeps offering while they come.
+    const verdict = await this.conn.expect('IDLE');
+    this.conn.enter('IDLE');
     const sent = this.inFlight.shift()!;
     this.bytes -= sent.bytes;
     this.record(sent.entry, judge({ ...sent, algorithm: this.algorithm, verdict, transferred: sent.bytes, resumedFrom: 0 }));
