@@ -6,10 +6,10 @@
  */
 import { appendFile, unlink } from 'node:fs/promises';
 import { afterEach, describe, expect, test } from 'vitest';
-import { send } from '../src/index.js';
+import { send, type FerryEvent } from '../src/index.js';
 import { FrameType, OfferFlag } from '../src/protocol/constants.js';
 import { codeOfWireStatus, wireStatusOf } from '../src/protocol/errors.js';
-import { encodeAccept } from '../src/protocol/messages.js';
+import { encodeAccept, encodeRefuse, encodeVerdict } from '../src/protocol/messages.js';
 import { answerHello, fakeReceiver, type FakeReceiver } from './support/fake-receiver.js';
 import { tempDir, within, writeSample } from './support/files.js';
 
@@ -57,5 +57,34 @@ describe('what the sender tells the peer', () => {
     // ERR_UNREADABLE has no wire status of its own: it travels as whatever errors.ts maps it to.
     expect(abort.code).toBe(codeOfWireStatus(wireStatusOf('ERR_UNREADABLE')));
     expect(abort.message).not.toContain(dir);
+  });
+});
+
+describe('what the peer says, as the user sees it', () => {
+  test('a REFUSE and a refusing VERDICT carrying ESC [2J and a newline: result and error messages hold neither ESC nor a newline', async () => {
+    const dir = await tempDir('ferry-sender-messages-');
+    const small = await writeSample(dir, 'small.txt', 100);
+    const large = await writeSample(dir, 'large.bin', 256 * KiB);
+    const hostile = 'wiped\x1b[2J\nferry: sent large.bin';
+    fake = await fakeReceiver({
+      onFrame(frame, peer) {
+        if (answerHello(frame, peer)) return;
+        if (frame.type === FrameType.End) peer.say(encodeVerdict('ERR_EXISTS', Buffer.alloc(0), hostile));
+        if (frame.type === FrameType.Offer && !(frame.flags & OfferFlag.Eager)) peer.say(encodeRefuse('ERR_EXISTS', hostile));
+      },
+    });
+    const events: FerryEvent[] = [];
+    const summary = await within(
+      send({ insecure: true, files: [small.path, large.path], host: '127.0.0.1', port: fake.port, timeoutMs: 10_000, onEvent: (e) => events.push(e) }),
+      20_000,
+      'send',
+    );
+    expect(summary.files.map((f) => f.code)).toEqual(['ERR_EXISTS', 'ERR_EXISTS']);
+    const errors = events.filter((e) => e.event === 'error');
+    expect(errors).toHaveLength(2);
+    for (const message of [...summary.files.map((f) => f.message), ...errors.map((e) => (e.event === 'error' ? e.message : ''))]) {
+      expect(message).not.toContain('\x1b');
+      expect(message).not.toContain('\n');
+    }
   });
 });

@@ -6,7 +6,7 @@ import type { EventListener, HashInfo } from '../events.js';
 import type { HashAlgorithm } from '../hash.js';
 import { exitCodeOf, type ErrorCode, type FerryError } from '../protocol/errors.js';
 import type { VerdictFrame } from '../protocol/messages.js';
-import { printableName } from '../printable.js';
+import { peerText, printableName } from '../printable.js';
 import type { Entry } from './walk.js';
 
 export interface FileResult {
@@ -62,12 +62,17 @@ export function judge({ entry, algorithm, digest, verdict, started, transferred,
   const theirs = !directory && verdict.digest.length > 0 && verdict.code === 'ERR_HASH_MISMATCH' ? ` (receiver computed ${verdict.digest.toString('hex')})` : '';
   // An eager offer's refusal comes as a verdict: word it as a refusal all the same.
   const refused = exitCodeOf(verdict.code) === 4 ? 'refused by the receiver: ' : '';
-  return { ...base, code: verdict.code, message: `${printableName(entry.name)}: ${refused}${verdict.message || verdict.code}${theirs}` };
+  return { ...base, code: verdict.code, message: `${printableName(entry.name)}: ${refused}${said(verdict)}${theirs}` };
 }
 
 /** A REFUSE of a non-eager offer, as the file's result: the session goes on. */
 export function refused(entry: Entry, refusal: { code: ErrorCode; message: string }, started: number): FileResult {
-  return { ...unsent(entry, started), code: refusal.code, message: `${printableName(entry.name)}: refused by the receiver: ${refusal.message}` };
+  return { ...unsent(entry, started), code: refusal.code, message: `${printableName(entry.name)}: refused by the receiver: ${said(refusal)}` };
+}
+
+/** What the peer said, escaped and quoted (it must never pass for ferry's own words); its code when it said nothing. */
+function said({ code, message }: { code: ErrorCode; message: string }): string {
+  return message === '' ? code : peerText(message);
 }
 
 /** A file that failed with `error` before any of it was delivered. `started` 0: it never started. */
