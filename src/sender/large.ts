@@ -119,8 +119,7 @@ async function streamFile(job: {
   let written = from;
   progress(written);
   while (sent < size) {
-    // A failed connection may never call back for buffers it held.
-    const buffer = await Promise.race([pool.acquire(), conn.failed]);
+    const buffer = await pool.acquireUnless(conn.failed);
     if (conn.error) {
       pool.release(buffer);
       throw conn.error;

@@ -1,8 +1,10 @@
 /**
- * Reads a file into DATA frames. A small pool of buffers is reused: each has
- * room for the frame header in front of the payload and the end marker after
- * it, so a chunk is read, hashed and written to the socket without a copy or
- * an allocation. A buffer returns to the pool once the socket is done with it.
+ * Reading local files: checking a path given to send, reading a small file
+ * whole, and the buffers a large one is read into. A small pool of buffers
+ * is reused: each has room for the frame header in front of the payload and
+ * the end marker after it, so a chunk is read, hashed and written to the
+ * socket without a copy or an allocation. A buffer returns to the pool once
+ * the socket is done with it.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
@@ -105,6 +107,22 @@ export class BufferPool {
     const buffer = this.free.pop();
     if (buffer) return Promise.resolve(buffer);
     return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /**
+   * acquire(), given up when `failed` rejects first: a failed connection may
+   * never call back for the buffers it holds. A buffer that comes after all
+   * goes back to the pool; otherwise each failure would lose one for good,
+   * and with retries the pool (shared by the attempts) could run dry.
+   */
+  async acquireUnless(failed: Promise<never>): Promise<Buffer> {
+    const acquiring = this.acquire();
+    try {
+      return await Promise.race([acquiring, failed]);
+    } catch (err) {
+      void acquiring.then((buffer) => this.release(buffer));
+      throw err;
+    }
   }
 
   release(buffer: Buffer): void {
