@@ -64,7 +64,7 @@ export class EagerWindow {
     }
     const digest = entry.kind === 'file' ? digestOf(this.algorithm, content) : Buffer.alloc(0);
     this.conn.batch();
-    await this.conn.write(eagerFrames(entry, content, this.algorithm, digest));
+    await this.conn.write(eagerFrames({ entry, content, algorithm: this.algorithm, digest }));
     this.inFlight.push({ entry, digest, bytes: content.length, started });
     this.bytes += content.length;
     while (this.inFlight.length >= WINDOW_FILES || this.bytes >= WINDOW_BYTES) await this.settle();
@@ -86,7 +86,7 @@ export class EagerWindow {
 }
 
 /** OFFER, DATA and END of an eager file (or the OFFER of a folder), as one write. */
-function eagerFrames(entry: EagerEntry, content: Buffer, algorithm: HashAlgorithm, digest: Buffer): Buffer {
+function eagerFrames({ entry, content, algorithm, digest }: { entry: EagerEntry; content: Buffer; algorithm: HashAlgorithm; digest: Buffer }): Buffer {
   const base = { name: entry.name, mtimeMs: entry.mtimeMs, mode: entry.mode, algorithm: algorithm.id };
   if (entry.kind === 'directory') return encodeOffer({ ...base, size: 0, flags: OfferFlag.Directory });
   const offer = encodeOffer({ ...base, size: content.length, flags: OfferFlag.Eager });
