@@ -60,6 +60,23 @@ describe('a frame the state does not allow', () => {
     expect(abort.message).toMatch(/\bSENDING\b/);
     expect(fake.peers[0]!.frames.map((f) => f.type)).not.toContain(FrameType.End);
   });
+
+  test('an ACCEPT for an eager offer, whose answer can only be a VERDICT: ERR_UNEXPECTED_FRAME naming IDLE, the state eager verdicts are read in', async () => {
+    const dir = await tempDir('ferry-sender-states-');
+    const file = await writeSample(dir, 'small.txt', 100);
+    fake = await fakeReceiver({
+      onFrame(frame, peer) {
+        if (answerHello(frame, peer)) return;
+        if (frame.type === FrameType.End) peer.say(encodeAccept());
+      },
+    });
+    const summary = await within(send({ insecure: true, files: [file.path], host: '127.0.0.1', port: fake.port, timeoutMs: 10_000 }), 30_000, 'send');
+    expect(summary.error?.code).toBe('ERR_UNEXPECTED_FRAME');
+    expect(summary.files.map((f) => f.code)).toEqual(['ERR_UNEXPECTED_FRAME']);
+    const abort = await fake.frame(FrameType.Abort);
+    expect(abort.code).toBe('ERR_UNEXPECTED_FRAME');
+    expect(abort.message).toMatch(/\bIDLE\b/);
+  });
 });
 
 describe('a frame the state does not allow, already waiting when the state begins', () => {
