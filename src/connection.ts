@@ -39,7 +39,8 @@ export class Connection<T extends StateTable = StateTable> {
   readonly socket: Socket;
   readonly peer: string;
   private readonly decoder: FrameDecoder;
-  private readonly timeoutMs: number;
+  /** The --timeout this connection holds its peer to. */
+  readonly timeoutMs: number;
   private readonly watchdog: NodeJS.Timeout;
   private pending: ControlFrame | null = null;
   private waiter: { resolve(frame: ControlFrame): void; reject(err: FerryError): void } | null = null;
@@ -195,14 +196,21 @@ export class Connection<T extends StateTable = StateTable> {
   }
 
   /**
-   * Enters a state in which the peer must stay silent or nearly so (the
-   * sender's SENDING): from now until the next expect(), a frame that
-   * `state` does not allow fails the connection the moment it arrives,
-   * instead of waiting to be read.
+   * Enters `state`: from now until the next expect(), a frame that `state`
+   * does not allow fails the connection the moment it arrives, instead of
+   * waiting to be read (the sender's SENDING, where the peer must say
+   * nothing but HEARTBEAT, is read by no one). Throws that failure, or the
+   * connection's earlier one, if there is one.
    */
   enter(state: keyof T & string): void {
     this.arrivalState = state;
-    if (this.pending && !allowedIn(this.table, state, this.pending.type)) this.protocolFailure(unexpected(this.pending.type, state));
+    if (this.pending) {
+      if (!allowedIn(this.table, state, this.pending.type)) throw this.protocolFailure(unexpected(this.pending.type, state));
+    } else {
+      // Decoding stops after each frame until it is read: resume it, or what arrives now would only be judged once read, in a later state.
+      this.unpause('frame');
+    }
+    if (this.failure) throw this.failure;
   }
 
   /** Where DATA payloads go; null makes any DATA frame a protocol error. */

@@ -1,9 +1,12 @@
 /**
- * Reads a file into DATA frames. A small pool of buffers is reused: each has
- * room for the frame header in front of the payload and the end marker after
- * it, so a chunk is read, hashed and written to the socket without a copy or
- * an allocation. A buffer returns to the pool once the socket is done with it.
+ * Reading local files: checking a path given to send, reading a small file
+ * whole, and the buffers a large one is read into. A small pool of buffers
+ * is reused: each has room for the frame header in front of the payload and
+ * the end marker after it, so a chunk is read, hashed and written to the
+ * socket without a copy or an allocation. A buffer returns to the pool once
+ * the socket is done with it.
  */
+import { closeSync, openSync, readSync } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { FRAME_OVERHEAD, HEADER_SIZE, MAX_DATA_BYTES, MAX_FILE_SIZE } from '../protocol/constants.js';
@@ -32,7 +35,7 @@ export async function inspectSource(path: string): Promise<SourceFile> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') throw new FerryError('ERR_NOT_FOUND', `${path}: no such file`);
-    throw new FerryError('ERR_UNREADABLE', `${path}: cannot read (${code ?? 'error'})`, { cause: err });
+    throw cannotRead(path, err);
   }
   if (info.isDirectory()) throw new FerryError('ERR_USAGE', `${path}: is a folder`);
   if (!info.isFile()) throw new FerryError('ERR_USAGE', `${path}: not a regular file`);
@@ -42,11 +45,49 @@ export async function inspectSource(path: string): Promise<SourceFile> {
   try {
     handle = await open(path, 'r');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new FerryError('ERR_UNREADABLE', `${path}: cannot read (${code ?? 'error'})`, { cause: err });
+    throw cannotRead(path, err);
   }
   await handle.close();
   return { path, name: basename(path), size: info.size, mode: info.mode & 0o777, mtimeMs: info.mtimeMs };
+}
+
+/**
+ * The one wording of a file that cannot be opened or read. `where` is a local
+ * path in what only this side prints, and the offered name in what may reach
+ * the peer (an ABORT).
+ */
+export function cannotRead(where: string, err: unknown): FerryError {
+  return new FerryError('ERR_UNREADABLE', `${where}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+}
+
+/**
+ * A whole small file (at most MAX_EAGER_BYTES), read with blocking calls on
+ * purpose: open, read and close of a cached 4 KiB file take about 10 us
+ * this way, against about 250 us of promise and FileHandle machinery per
+ * file measured with fs/promises (10,000 files: 2.9 s of sender CPU, most
+ * of it in openFileHandle). ERR_SOURCE_CHANGED if the file is no longer the
+ * size it had when walked. A failure is a value: it is this file's result,
+ * only this side sees it, and the session goes on.
+ */
+export function readSmall(file: SourceFile): Buffer | FerryError {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file.path, 'r');
+    const buffer = Buffer.allocUnsafe(file.size + 1);
+    let got = 0;
+    for (;;) {
+      const n = readSync(fd, buffer, got, buffer.length - got, got);
+      if (n === 0) break;
+      got += n;
+      if (got === buffer.length) break;
+    }
+    if (got !== file.size) return new FerryError('ERR_SOURCE_CHANGED', `${file.path}: file changed size while being sent`);
+    return buffer.subarray(0, got);
+  } catch (err) {
+    return cannotRead(file.path, err);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 /** A fixed set of frame buffers, handed out and given back. */
@@ -66,6 +107,22 @@ export class BufferPool {
     const buffer = this.free.pop();
     if (buffer) return Promise.resolve(buffer);
     return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /**
+   * acquire(), given up when `failed` rejects first: a failed connection may
+   * never call back for the buffers it holds. A buffer that comes after all
+   * goes back to the pool; otherwise each failure would lose one for good,
+   * and with retries the pool (shared by the attempts) could run dry.
+   */
+  async acquireUnless(failed: Promise<never>): Promise<Buffer> {
+    const acquiring = this.acquire();
+    try {
+      return await Promise.race([acquiring, failed]);
+    } catch (err) {
+      void acquiring.then((buffer) => this.release(buffer));
+      throw err;
+    }
   }
 
   release(buffer: Buffer): void {

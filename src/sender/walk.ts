@@ -14,7 +14,7 @@ import { basename, join } from 'node:path';
 import type { EventListener } from '../events.js';
 import { MAX_FILE_SIZE } from '../protocol/constants.js';
 import { FerryError } from '../protocol/errors.js';
-import { inspectSource, type SourceFile } from './source.js';
+import { cannotRead, inspectSource, type SourceFile } from './source.js';
 
 export interface FileEntry extends SourceFile {
   kind: 'file';
@@ -55,7 +55,7 @@ export async function collect(paths: readonly string[], options: { stdinName?: s
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') throw new FerryError('ERR_NOT_FOUND', `${path}: no such file or folder`);
-      throw new FerryError('ERR_UNREADABLE', `${path}: cannot read (${code ?? 'error'})`, { cause: err });
+      throw cannotRead(path, err);
     }
     if (info.isDirectory()) {
       const name = basename(path.replace(/\/+$/, '')) || basename(process.cwd());
@@ -90,7 +90,7 @@ async function walk(dir: string, prefix: string, out: Entry[], emit: EventListen
     try {
       return await lstat(path);
     } catch (err) {
-      throw new FerryError('ERR_UNREADABLE', `${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+      throw cannotRead(path, err);
     }
   });
   const statOf = new Map(files.map((n, i) => [n.name, stats[i]!]));

@@ -1,0 +1,126 @@
+/**
+ * One connection: dial, secure (unless --insecure), HELLO both ways, then
+ * each entry offered in turn (eager, large or stream), and BYE. What ends it
+ * early is returned, for the retry loop to judge.
+ */
+import type { Readable } from 'node:stream';
+import { Connection, type SenderConnection } from '../connection.js';
+import type { EventListener } from '../events.js';
+import { SUPPORTED_ALGORITHMS, chooseAlgorithm, type HashAlgorithm } from '../hash.js';
+import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
+import { encodeBye, encodeHello } from '../protocol/messages.js';
+import { SENDER_STATES } from '../protocol/states.js';
+import { secureClient } from '../secure/index.js';
+import { dial } from './dial.js';
+import { EagerWindow, isEager } from './eager.js';
+import { sendLarge } from './large.js';
+import type { FileResult, Results } from './results.js';
+import type { BufferPool } from './source.js';
+import { sendStream } from './stream.js';
+import type { Entry } from './walk.js';
+
+/** What every attempt of one send shares. */
+export interface SendContext {
+  host: string;
+  port: number;
+  timeoutMs: number;
+  /** The algorithm --hash forces, if any. */
+  forced: HashAlgorithm | undefined;
+  emit: EventListener;
+  results: Results;
+  chunkSize: number;
+  /** Made on the first large file: a tree of small files never needs it. */
+  pool: BufferPool | undefined;
+  stdin: Readable;
+  /** Absent: --insecure. */
+  code: string | undefined;
+  signal: AbortSignal | undefined;
+}
+
+/** Why an attempt ended early. */
+export interface AttemptFailure {
+  error: FerryError;
+  /** The entry on the wire when it failed: the session's error is reported against it. */
+  during: Entry | undefined;
+}
+
+/**
+ * Sends what `todo` holds over one connection, recording each final result
+ * (ERR_BUSY refusals are left out, to be tried again). `cutIn` is the entry
+ * the previous attempt failed in: a failure to connect is reported against
+ * it, since it is still not delivered.
+ */
+export async function runAttempt(todo: readonly Entry[], ctx: SendContext, cutIn: Entry | undefined): Promise<AttemptFailure | undefined> {
+  let conn: SenderConnection;
+  try {
+    conn = await connect(ctx);
+  } catch (err) {
+    return { error: toFerryError(err), during: cutIn };
+  }
+  const onAbort = (): void => conn.abort(abortError(ctx.signal));
+  ctx.signal?.addEventListener('abort', onAbort, { once: true });
+  if (ctx.signal?.aborted) onAbort();
+
+  let busy = false;
+  const record = (entry: Entry, result: FileResult): void => {
+    if (!ctx.results.record(entry, result)) busy = true;
+  };
+  let window: EagerWindow | undefined;
+  let current: Entry | undefined;
+  try {
+    const algorithm = await hello(conn, ctx.forced);
+    window = new EagerWindow(conn, algorithm, record);
+    for (const entry of todo) {
+      if (isEager(entry)) {
+        await window.send(entry);
+        continue;
+      }
+      // ACCEPT or REFUSE comes after the verdicts already due.
+      await window.settleAll();
+      current = entry;
+      const file = { conn, algorithm, ctx };
+      record(entry, entry.kind === 'stdin' ? await sendStream({ ...file, entry }) : await sendLarge({ ...file, entry }));
+      current = undefined;
+    }
+    await window.settleAll();
+    await conn.write(encodeBye());
+    await conn.end();
+    return busy ? { error: new FerryError('ERR_BUSY', 'some files were arriving over another connection'), during: undefined } : undefined;
+  } catch (err) {
+    const error = toFerryError(conn.error?.code === 'ERR_SIGINT' || conn.error?.code === 'ERR_SIGTERM' ? conn.error : err);
+    await hangUp(conn, error);
+    return { error, during: current ?? window?.oldest };
+  } finally {
+    ctx.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+async function connect(ctx: SendContext): Promise<SenderConnection> {
+  const socket = await dial(ctx);
+  const secured = ctx.code === undefined ? socket : await secureClient(socket, ctx.code, { timeoutMs: ctx.timeoutMs, signal: ctx.signal });
+  return new Connection(secured, ctx.timeoutMs, SENDER_STATES);
+}
+
+/** HELLO both ways; the algorithm every offer of this connection uses. */
+async function hello(conn: SenderConnection, forced: HashAlgorithm | undefined): Promise<HashAlgorithm> {
+  await conn.write(encodeHello(SUPPORTED_ALGORITHMS.map((a) => a.id)));
+  const theirs = await conn.expect('HANDSHAKE');
+  const algorithm = chooseAlgorithm(theirs.algorithms, forced);
+  if (!algorithm) throw new FerryError('ERR_UNSUPPORTED_HASH', `the receiver does not support ${forced?.name ?? 'any hash this sender knows'}`);
+  conn.enter('IDLE');
+  return algorithm;
+}
+
+/**
+ * Tells the receiver why, unless it told us. The ABORT is queued behind DATA
+ * already written: wait until it is out (abort() destroys the socket after a
+ * grace period at the latest), or a CLI exiting next would drop it.
+ */
+async function hangUp(conn: SenderConnection, error: FerryError): Promise<void> {
+  if (error.remote) {
+    conn.destroy();
+    return;
+  }
+  conn.abort(error);
+  await conn.closed;
+}
