@@ -63,6 +63,9 @@ export class Connection<T extends StateTable = StateTable> {
   private readonly table: T;
   /** Heartbeats are welcome from the peer: true on the sending side. */
   private readonly acceptsHeartbeats: boolean;
+  /** The highest byte count a HEARTBEAT reported, and who wants to hear when it grows (nextWithin). */
+  private heartbeatCount = -1;
+  private onHeartbeatProgress: (() => void) | null = null;
   /** Runs while the peer is part-way through a control frame (see checkFrameDeadline). */
   private frameTimer: NodeJS.Timeout | null = null;
   /** Set by enter(): frames are checked against this state as they arrive, not when consumed. */
@@ -192,7 +195,12 @@ export class Connection<T extends StateTable = StateTable> {
     const timer = setTimeout(() => {
       this.abort(new FerryError('ERR_TIMEOUT', `${this.peer} sent no answer in state ${state} within ${formatSeconds(ms)}`));
     }, ms);
-    return this.next().finally(() => clearTimeout(timer));
+    // A HEARTBEAT that counts more bytes than any before: the bytes are still arriving there (a slow link), so the bound starts again.
+    this.onHeartbeatProgress = () => timer.refresh();
+    return this.next().finally(() => {
+      clearTimeout(timer);
+      this.onHeartbeatProgress = null;
+    });
   }
 
   /**
@@ -204,6 +212,8 @@ export class Connection<T extends StateTable = StateTable> {
    */
   enter(state: keyof T & string): void {
     this.arrivalState = state;
+    // Heartbeats count the bytes of the file at hand: a new state, a new count.
+    this.heartbeatCount = -1;
     if (this.pending) {
       if (!allowedIn(this.table, state, this.pending.type)) throw this.protocolFailure(unexpected(this.pending.type, state));
     } else {
@@ -294,9 +304,14 @@ export class Connection<T extends StateTable = StateTable> {
 
   private onFrame(frame: ControlFrame): void {
     if (frame.type === FrameType.Heartbeat && this.acceptsHeartbeats) {
-      // Its arrival already refreshed the deadline; that is all it is for.
+      // Its arrival already refreshed the idle deadline; a count that grew also restarts a bounded wait.
+      if (frame.received > this.heartbeatCount) {
+        this.heartbeatCount = frame.received;
+        this.onHeartbeatProgress?.();
+      }
       return;
     }
+
     if (frame.type === FrameType.Abort) {
       const said = frame.message === '' ? '' : `, saying ${peerText(frame.message)}`;
       this.fail(new FerryError(frame.code, `${this.peer} aborted with ${frame.code}${said}`, { remote: true }));

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import { ABORT_GRACE_MS, Connection } from '../../src/connection.js';
 import { FrameType } from '../../src/protocol/constants.js';
-import { encodeAbort, encodeFrame, encodeHeartbeat, encodeHello } from '../../src/protocol/messages.js';
+import { encodeAbort, encodeFrame, encodeHeartbeat, encodeHello, encodeVerdict } from '../../src/protocol/messages.js';
 import { RECEIVER_STATES, SENDER_STATES, type StateTable } from '../../src/protocol/states.js';
 import { asSocket, duplexPair } from '../support/duplex-pair.js';
 import { WirePeer, within } from '../support/wire-peer.js';
@@ -65,18 +65,33 @@ describe('a frame must arrive whole within the timeout', () => {
 });
 
 describe('a bounded wait for an answer', () => {
-  test('heartbeats keep the idle deadline off, but not a wait bounded with withinMs', async () => {
+  test('heartbeats that repeat their count keep the idle deadline off, but not a wait bounded with withinMs', async () => {
     vi.useFakeTimers();
     const { conn, peer } = connect(SENDER_STATES, 1000);
     const verdict = conn.expect('AWAIT_VERDICT', { withinMs: 3000 }).catch((err: unknown) => err);
     for (let i = 0; i < 4 && conn.error === null; i++) {
-      peer.write(encodeHeartbeat(i));
+      peer.write(encodeHeartbeat(7));
       await once(peer.end.peer, 'data');
       vi.advanceTimersByTime(900);
     }
     expect(conn.error?.code).toBe('ERR_TIMEOUT');
     expect(await within(verdict, 'the bounded wait')).toMatchObject({ code: 'ERR_TIMEOUT' });
     expect(await peer.frame(0)).toMatchObject({ type: FrameType.Abort, code: 'ERR_TIMEOUT' });
+  });
+
+
+  test('heartbeats whose count grows (a slow link still delivering) restart the bound', async () => {
+    vi.useFakeTimers();
+    const { conn, peer } = connect(SENDER_STATES, 1000);
+    const verdict = conn.expect('AWAIT_VERDICT', { withinMs: 1500 });
+    for (let i = 1; i <= 4; i++) {
+      peer.write(encodeHeartbeat(i * 1000));
+      await once(peer.end.peer, 'data');
+      vi.advanceTimersByTime(900);
+    }
+    expect(conn.error).toBeNull();
+    peer.write(encodeVerdict('OK', Buffer.alloc(32)));
+    expect(await within(verdict, 'the VERDICT')).toMatchObject({ type: FrameType.Verdict, code: 'OK' });
   });
 });
 
