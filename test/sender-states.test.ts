@@ -61,7 +61,7 @@ describe('a frame the state does not allow', () => {
     expect(fake.peers[0]!.frames.map((f) => f.type)).not.toContain(FrameType.End);
   });
 
-  test('an ACCEPT for an eager offer, whose answer can only be a VERDICT: ERR_UNEXPECTED_FRAME naming IDLE, the state eager verdicts are read in', async () => {
+  test('an ACCEPT for an eager offer, whose answer can only be a VERDICT: ERR_UNEXPECTED_FRAME naming EAGER, the state eager verdicts are read in', async () => {
     const dir = await tempDir('ferry-sender-states-');
     const file = await writeSample(dir, 'small.txt', 100);
     fake = await fakeReceiver({
@@ -75,7 +75,7 @@ describe('a frame the state does not allow', () => {
     expect(summary.files.map((f) => f.code)).toEqual(['ERR_UNEXPECTED_FRAME']);
     const abort = await fake.frame(FrameType.Abort);
     expect(abort.code).toBe('ERR_UNEXPECTED_FRAME');
-    expect(abort.message).toMatch(/\bIDLE\b/);
+    expect(abort.message).toMatch(/\bEAGER\b/);
   });
 });
 

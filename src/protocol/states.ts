@@ -25,8 +25,10 @@ export const RECEIVER_STATES = {
 export const SENDER_STATES = {
   /** Awaits the receiver's HELLO. */
   HANDSHAKE: [FrameType.Hello],
-  /** Between files, while eager offers await their VERDICTs (none allowed when none is due). */
-  IDLE: [FrameType.Verdict],
+  /** Between files, nothing due: the receiver must say nothing (a VERDICT now answers no offer). */
+  IDLE: [],
+  /** Between files while eager offers (and folders) await their VERDICTs, which come in offer order. */
+  EAGER: [FrameType.Verdict],
   /** Awaits ACCEPT or REFUSE for a non-eager OFFER. */
   OFFERED: [FrameType.Accept, FrameType.Refuse],
   /** From ACCEPT (or RESUME) until END: nothing but HEARTBEAT. */

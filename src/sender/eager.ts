@@ -64,6 +64,8 @@ export class EagerWindow {
     }
     const digest = entry.kind === 'file' ? digestOf(this.algorithm, content) : Buffer.alloc(0);
     this.conn.batch();
+    // A VERDICT is due from now on: it may come while the next offers are written.
+    this.conn.enter('EAGER');
     await this.conn.write(eagerFrames({ entry, content, algorithm: this.algorithm, digest }));
     this.inFlight.push({ entry, digest, bytes: content.length, started });
     this.bytes += content.length;
@@ -76,10 +78,10 @@ export class EagerWindow {
   }
 
   private async settle(): Promise<void> {
-    // IDLE with verdicts due: the sender keeps offering while they come.
-    const verdict = await this.conn.expect('IDLE');
-    this.conn.enter('IDLE');
+    const verdict = await this.conn.expect('EAGER');
     const sent = this.inFlight.shift()!;
+    // With none left due, a VERDICT would answer nothing.
+    this.conn.enter(this.inFlight.length > 0 ? 'EAGER' : 'IDLE');
     this.bytes -= sent.bytes;
     this.record(sent.entry, judge({ ...sent, algorithm: this.algorithm, verdict, transferred: sent.bytes, resumedFrom: 0 }));
   }
