@@ -9,6 +9,7 @@
  * connection: every pending and later wait rejects with that error.
  */
 import type { Socket } from 'node:net';
+import { Deadlines } from './deadlines.js';
 import { FRAME_NAMES, FrameType } from './protocol/constants.js';
 import { FrameDecoder } from './protocol/decoder.js';
 import { FerryError, toFerryError } from './protocol/errors.js';
@@ -41,7 +42,7 @@ export class Connection<T extends StateTable = StateTable> {
   private readonly decoder: FrameDecoder;
   /** The --timeout this connection holds its peer to. */
   readonly timeoutMs: number;
-  private readonly watchdog: NodeJS.Timeout;
+  private readonly deadlines: Deadlines;
   private pending: ControlFrame | null = null;
   private waiter: { resolve(frame: ControlFrame): void; reject(err: FerryError): void } | null = null;
   private readonly pauses = new Set<PauseReason>();
@@ -66,8 +67,6 @@ export class Connection<T extends StateTable = StateTable> {
   /** The highest byte count a HEARTBEAT reported, and who wants to hear when it grows (nextWithin). */
   private heartbeatCount = -1;
   private onHeartbeatProgress: (() => void) | null = null;
-  /** Runs while the peer is part-way through a control frame (see checkFrameDeadline). */
-  private frameTimer: NodeJS.Timeout | null = null;
   /** Set by enter(): frames are checked against this state as they arrive, not when consumed. */
   private arrivalState: (keyof T & string) | null = null;
 
@@ -85,13 +84,18 @@ export class Connection<T extends StateTable = StateTable> {
       onFrame: (frame) => this.onFrame(frame),
       onData: (piece) => this.onData(piece),
     });
-    this.watchdog = setTimeout(() => this.onIdle(), timeoutMs);
+    this.deadlines = new Deadlines(timeoutMs, this.peer, {
+      expire: (err) => {
+        if (!this.failure) this.abort(err);
+      },
+      excused: () => this.localWork > 0 || this.pauses.has('sink'),
+    });
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
     this.failed.catch(() => {});
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
-      this.watchdog.refresh();
+      this.deadlines.heard();
       try {
         this.decoder.push(chunk);
       } catch (err) {
@@ -109,7 +113,7 @@ export class Connection<T extends StateTable = StateTable> {
       this.fail(new FerryError('ERR_CONNECTION_LOST', `connection to ${this.peer} lost: ${err.code ?? err.message}`, { cause: err }));
     });
     socket.on('close', () => {
-      clearTimeout(this.watchdog);
+      this.deadlines.stop();
       this.fail(new FerryError('ERR_CONNECTION_LOST', `connection to ${this.peer} closed`));
     });
     socket.on('drain', () => this.settleDrains());
@@ -131,7 +135,7 @@ export class Connection<T extends StateTable = StateTable> {
   writeThen(bytes: Buffer, done: () => void): boolean {
     if (this.failure) throw this.failure;
     return this.socket.write(bytes, () => {
-      this.watchdog.refresh();
+      this.deadlines.heard();
       done();
     });
   }
@@ -192,13 +196,11 @@ export class Connection<T extends StateTable = StateTable> {
    * receiver that heartbeats forever after END never answers).
    */
   private nextWithin(ms: number, state: string): Promise<ControlFrame> {
-    const timer = setTimeout(() => {
-      this.abort(new FerryError('ERR_TIMEOUT', `${this.peer} sent no answer in state ${state} within ${formatSeconds(ms)}`));
-    }, ms);
+    const bound = this.deadlines.bounded(ms, `in state ${state}`);
     // A HEARTBEAT that counts more bytes than any before: the bytes are still arriving there (a slow link), so the bound starts again.
-    this.onHeartbeatProgress = () => timer.refresh();
+    this.onHeartbeatProgress = () => bound.extend();
     return this.next().finally(() => {
-      clearTimeout(timer);
+      bound.clear();
       this.onHeartbeatProgress = null;
     });
   }
@@ -247,7 +249,7 @@ export class Connection<T extends StateTable = StateTable> {
       return await work();
     } finally {
       this.localWork--;
-      this.watchdog.refresh();
+      this.deadlines.heard();
     }
   }
 
@@ -291,14 +293,14 @@ export class Connection<T extends StateTable = StateTable> {
 
   /** Closes after everything written has been flushed. */
   end(): Promise<void> {
-    clearTimeout(this.watchdog);
+    this.deadlines.stop();
     if (!this.socket.destroyed) this.socket.end();
     setTimeout(() => this.socket.destroy(), ABORT_GRACE_MS).unref();
     return this.closed;
   }
 
   destroy(): void {
-    clearTimeout(this.watchdog);
+    this.deadlines.stop();
     this.socket.destroy();
   }
 
@@ -341,15 +343,6 @@ export class Connection<T extends StateTable = StateTable> {
     this.dataHandler(piece);
   }
 
-  private onIdle(): void {
-    if (this.failure) return;
-    if (this.localWork > 0 || this.pauses.has('sink')) {
-      this.watchdog.refresh();
-      return;
-    }
-    this.abort(new FerryError('ERR_TIMEOUT', `no word from ${this.peer} for ${formatSeconds(this.timeoutMs)}`));
-  }
-
   /**
    * A frame other than DATA must arrive whole within the timeout of its
    * first byte: the idle deadline alone counts bytes, so a peer dripping a
@@ -358,17 +351,7 @@ export class Connection<T extends StateTable = StateTable> {
    * Bytes held while this side is busy (the decoder paused) are not counted.
    */
   private checkFrameDeadline(): void {
-    const partial = this.decoder.inControlFrame && !this.decoder.isPaused;
-    if (!partial) {
-      if (this.frameTimer) clearTimeout(this.frameTimer);
-      this.frameTimer = null;
-      return;
-    }
-    this.frameTimer ??= setTimeout(() => {
-      this.frameTimer = null;
-      if (this.failure || !this.decoder.inControlFrame || this.decoder.isPaused) return;
-      this.abort(new FerryError('ERR_TIMEOUT', `${this.peer} took over ${formatSeconds(this.timeoutMs)} to send one frame`));
-    }, this.timeoutMs);
+    this.deadlines.partialFrame(this.decoder.inControlFrame && !this.decoder.isPaused);
   }
 
   /** A violation by the peer: tell it, close, and return the error for throwing. */
@@ -381,8 +364,7 @@ export class Connection<T extends StateTable = StateTable> {
     if (this.failure) return;
     this.failure = err;
     this.rejectFailed(err);
-    clearTimeout(this.watchdog);
-    if (this.frameTimer) clearTimeout(this.frameTimer);
+    this.deadlines.stop();
     const waiter = this.waiter;
     this.waiter = null;
     waiter?.reject(err);
@@ -435,10 +417,6 @@ export type SenderConnection = Connection<typeof SENDER_STATES>;
 
 function unexpected(type: number, state: string): FerryError {
   return new FerryError('ERR_UNEXPECTED_FRAME', `unexpected ${FRAME_NAMES.get(type) ?? `frame 0x${type.toString(16)}`} in state ${state}`);
-}
-
-function formatSeconds(ms: number): string {
-  return `${Number((ms / 1000).toFixed(3))} s`;
 }
 
 /** `host:port` of a peer, IPv4-mapped addresses unwrapped and IPv6 in brackets. */
