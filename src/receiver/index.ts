@@ -10,12 +10,19 @@ import type { EventListener } from '../events.js';
 import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
 import { CodeGuard, generateCode, secureServer } from '../secure/index.js';
 import { RECEIVER_STATES } from '../protocol/states.js';
+import { encodeAbort } from '../protocol/messages.js';
+import { ADMISSION_LIMITS, Admission, DEFAULT_MAX_SESSIONS, type Ticket } from './admission.js';
 import { cleanPartials } from './paths.js';
 import { runSession, type SessionContext } from './session.js';
 
 export const DEFAULT_PORT = 7878;
-/** Sessions served at once; more connections wait in the kernel's backlog. */
-const DEFAULT_MAX_CONNECTIONS = 256;
+/**
+ * node closes connections beyond `server.maxConnections` before we see them,
+ * silently. Admission (unauthenticated) and the session cap keep the count
+ * below this; it remains as a backstop for file descriptors, e.g. for failed
+ * handshakes lingering (up to 2 s) to deliver their ABORT.
+ */
+const BACKSTOP_SLACK = 1024;
 /** Folders the start-up sweep of stale partial files reads at most (`receive --clean` reads all). */
 const STARTUP_SWEEP_DIRS = 1000;
 /** How long close() lets sessions tidy up (delete temp files) before it stops waiting. */
@@ -49,6 +56,7 @@ export interface ReceiveOptions {
   rateLimit?: { burst?: number; refillMs?: number };
   /** Write the one incoming file to this stream (--stdout) instead of into `dir`; implies `once`. */
   stdout?: Writable;
+  /** Authenticated sessions served at once (default 256); a sender beyond it is told ERR_BUSY and retries. Connections still in the handshake have their own budget (src/receiver/admission.ts). */
   maxConnections?: number;
   onEvent?: EventListener;
   /** Aborting closes the receiver; sessions are told and their temp files deleted. */
@@ -102,7 +110,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
 
-  const context = (conn: ReceiverConnection): SessionContext => ({
+  const context = (conn: ReceiverConnection, ticket: Ticket | undefined): SessionContext => ({
     dir,
     overwrite: options.overwrite ?? false,
     fsync: options.fsync ?? true,
@@ -111,6 +119,8 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     stdout,
     emit,
     onHandshake: () => {
+      // --insecure: the first HELLO is as far as this receiver can authenticate a sender.
+      ticket?.release();
       if (!once || onceClaimed) return;
       onceClaimed = true;
       onceConn = conn;
@@ -125,42 +135,67 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
 
   /** Sockets still in the secure handshake: closed with the receiver. */
   const handshaking = new Set<Socket>();
-  const startSession = (socket: Socket): void => {
+  const maxSessions = options.maxConnections ?? DEFAULT_MAX_SESSIONS;
+  const busyExit = new FerryError('ERR_BUSY', '').exitCode;
+  const admission = new Admission((_kind, message) => emit({ event: 'error', code: 'ERR_BUSY', message, exitCode: busyExit }));
+  const startSession = (socket: Socket, ticket?: Ticket): void => {
     const conn = new Connection(socket, timeoutMs, RECEIVER_STATES);
-    const session = runSession(conn, context(conn));
+    const session = runSession(conn, context(conn, ticket));
     sessions.set(conn, session);
     void session.then((code) => {
       sessions.delete(conn);
       if (conn === onceConn) void shutdown(null, code);
     });
   };
+  const secured = (socket: Socket, tls: Socket): void => {
+    handshaking.delete(socket);
+    if (closing || (once && onceClaimed)) {
+      tls.destroy();
+    } else if (sessions.size >= maxSessions) {
+      admission.log.note('sessions', `${maxSessions} sessions are running; told ${formatPeer(socket.remoteAddress, socket.remotePort)} to come back (ERR_BUSY)`);
+      tls.end(encodeAbort('ERR_BUSY', 'the receiver is serving as many senders as it can; try again'));
+    } else {
+      startSession(tls);
+    }
+  };
+  const handshakeFailed = (socket: Socket, ticket: Ticket, err: unknown): void => {
+    handshaking.delete(socket);
+    ticket.ending();
+    // Admission closed it and said so, once for many.
+    if (ticket.dropped) return;
+    const e = toFerryError(err);
+    const allowed = admission.log.allow(`handshake ${e.code}`);
+    if (!allowed) return;
+    const peer = formatPeer(socket.remoteAddress, socket.remotePort);
+    // A stranger's wrong code is worth a line (a flood of them, a few lines); the receiver serves on.
+    const message = e.code === 'ERR_BAD_CODE' ? `${peer} gave a wrong code; nothing was written` : `${peer}: ${e.message}`;
+    emit({ event: 'error', code: e.code, message: message + allowed.suffix, exitCode: e.exitCode, peer });
+  };
   const server: Server = createServer((socket: Socket) => {
     if (closing || (once && onceClaimed)) {
       socket.destroy();
       return;
     }
+    const ticket = admission.admit(socket.remoteAddress, () => socket.destroy());
+    if (!ticket) {
+      socket.destroy();
+      return;
+    }
+    socket.once('close', ticket.release);
     if (!guard) {
-      startSession(socket);
+      startSession(socket, ticket);
       return;
     }
     handshaking.add(socket);
-    secureServer(socket, guard, { timeoutMs }).then(
-      (secured) => {
-        handshaking.delete(socket);
-        if (closing || (once && onceClaimed)) secured.destroy();
-        else startSession(secured);
+    secureServer(socket, guard, { timeoutMs, totalMs: admission.handshakeMs, onFirstFrame: ticket.framed }).then(
+      (tls) => {
+        ticket.release();
+        secured(socket, tls);
       },
-      (err: unknown) => {
-        handshaking.delete(socket);
-        const e = toFerryError(err);
-        const peer = formatPeer(socket.remoteAddress, socket.remotePort);
-        // A stranger's wrong code is worth a line; the receiver serves on.
-        const message = e.code === 'ERR_BAD_CODE' ? `${peer} gave a wrong code; nothing was written` : `${peer}: ${e.message}`;
-        emit({ event: 'error', code: e.code, message, exitCode: e.exitCode, peer });
-      },
+      (err: unknown) => handshakeFailed(socket, ticket, err),
     );
   });
-  server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  server.maxConnections = ADMISSION_LIMITS.total + maxSessions + BACKSTOP_SLACK;
 
   async function shutdown(reason: FerryError | null, code: number): Promise<number> {
     if (!closing) {
