@@ -4,13 +4,14 @@
  * source addresses, must not keep an honest sender out.
  */
 import { connect, type Socket } from 'node:net';
+import { PassThrough } from 'node:stream';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { receive, send } from '../src/index.js';
 import type { FerryEvent } from '../src/events.js';
 import { FrameType } from '../src/protocol/constants.js';
-import { encodeFrame } from '../src/protocol/messages.js';
+import { encodeFrame, encodeHello } from '../src/protocol/messages.js';
 import { passwordScalar, spake2Start } from '../src/secure/spake2.js';
 import { fingerprint, tempDir, within, writeSample } from './support/files.js';
 
@@ -39,11 +40,15 @@ function open(port: number, localAddress: string): Promise<Socket> {
 }
 
 describe('connection slots before authentication', () => {
-  test('1,000 idle connections from 100 addresses and 20 trickling a PAKE byte by byte: the honest sender gets through and the file is verified', async () => {
+  test.each([
+    ['with a code', false],
+    ['--insecure (unauthenticated until the first HELLO)', true],
+  ])('%s: 1,000 idle connections from 100 addresses and 20 trickling a frame byte by byte: the honest sender gets through and the file is verified', async (_label, insecure) => {
     const dst = await tempDir();
     const file = await writeSample(await tempDir(), 'honest.bin', 200_000);
     const events: FerryEvent[] = [];
-    const rx = await receive({ dir: dst, host: '127.0.0.1', port: 0, code: CODE, onEvent: (e) => events.push(e) });
+    const secret = insecure ? { insecure: true } : { code: CODE };
+    const rx = await receive({ dir: dst, host: '127.0.0.1', port: 0, ...secret, onEvent: (e) => events.push(e) });
     try {
       let closedByReceiver = 0;
       // 10 connections from each of 127.0.1.1 .. 127.0.1.100, 50 at a time (the listen backlog is finite).
@@ -52,7 +57,7 @@ describe('connection slots before authentication', () => {
         const batch = await Promise.all(idle.slice(i, i + 50).map((address) => open(rx.port, address)));
         for (const s of batch) s.once('close', () => closedByReceiver++);
       }
-      const pake = encodeFrame(FrameType.Pake, spake2Start('A', await passwordScalar('8-orbit-velvet-cactus')).share);
+      const pake = insecure ? encodeHello([2]) : encodeFrame(FrameType.Pake, spake2Start('A', await passwordScalar('8-orbit-velvet-cactus')).share);
       const tricklers = await Promise.all(Array.from({ length: 20 }, () => open(rx.port, '127.0.0.200')));
       let offset = 0;
       timers.push(
@@ -63,7 +68,7 @@ describe('connection slots before authentication', () => {
       );
 
       const started = performance.now();
-      const summary = await within(send({ code: CODE, files: [file.path], host: '127.0.0.1', port: rx.port, retries: 0 }), 15_000, 'honest send');
+      const summary = await within(send({ ...secret, files: [file.path], host: '127.0.0.1', port: rx.port, retries: 0 }), 15_000, 'honest send');
       const seconds = (performance.now() - started) / 1000;
       const busyLines = events.filter((e) => e.event === 'error' && e.code === 'ERR_BUSY').length;
       console.log(`honest send took ${seconds.toFixed(2)} s; ${closedByReceiver} of 1000 idle connections closed by the receiver; ${busyLines} ERR_BUSY log lines`);
@@ -72,7 +77,34 @@ describe('connection slots before authentication', () => {
       // Most idle connections were evicted, and the log said so in a few lines, not hundreds.
       expect(closedByReceiver).toBeGreaterThan(800);
       expect(busyLines).toBeGreaterThan(0);
-      expect(busyLines).toBeLessThan(30);
+      expect(events.filter((e) => e.event === 'error').length).toBeLessThan(30);
+    } finally {
+      await rx.close();
+    }
+  });
+
+  test('the authenticated-session cap is separate: at the cap a sender with the code is told ERR_BUSY, not dropped silently', async () => {
+    const dst = await tempDir();
+    const events: FerryEvent[] = [];
+    const rx = await receive({ dir: dst, host: '127.0.0.1', port: 0, code: CODE, maxConnections: 1, onEvent: (e) => events.push(e) });
+    try {
+      // One session held open: a stream that has not ended yet.
+      const stdin = new PassThrough();
+      stdin.write('still coming');
+      const first = send({ code: CODE, files: ['-'], stdinName: 'stream.txt', stdin, host: '127.0.0.1', port: rx.port, retries: 0 });
+      await within(
+        new Promise<void>((resolve) => {
+          const poll = setInterval(() => events.some((e) => e.event === 'start') && (clearInterval(poll), resolve()), 10);
+        }),
+        10_000,
+        'the first session to start',
+      );
+      const file = await writeSample(await tempDir(), 'second.bin', 1000);
+      const second = await within(send({ code: CODE, files: [file.path], host: '127.0.0.1', port: rx.port, retries: 0 }), 10_000, 'second send');
+      expect(second.error).toMatchObject({ code: 'ERR_BUSY' });
+      expect(events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_BUSY' }));
+      stdin.end();
+      expect((await within(first, 10_000, 'first send')).exitCode).toBe(0);
     } finally {
       await rx.close();
     }

@@ -59,7 +59,10 @@ export interface Ticket {
   framed(): void;
   /** The handshake failed; the connection only lingers for its ABORT. */
   ending(): void;
-  /** Authenticated, or closed: the slot is free. */
+  /** Authenticated: the slot is free. */
+  authenticated(): void;
+  readonly isAuthenticated: boolean;
+  /** Closed: the slot is free. */
   release(): void;
   /** True once admission closed the connection itself (its handshake error is not worth a line of its own). */
   readonly dropped: boolean;
@@ -97,6 +100,7 @@ export class Admission {
       return null;
     }
     let dropped = false;
+    let authenticated = false;
     const entry: Entry = {
       source,
       stage: Stage.Silent,
@@ -120,7 +124,14 @@ export class Admission {
         clearTimeout(entry.timer);
       },
       ending: () => void (entry.stage = Stage.Ending),
+      authenticated: () => {
+        authenticated = true;
+        this.remove(entry);
+      },
       release: () => this.remove(entry),
+      get isAuthenticated() {
+        return authenticated;
+      },
       get dropped() {
         return dropped;
       },

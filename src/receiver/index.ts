@@ -117,10 +117,10 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     maxSize: options.maxSize,
     inFlight,
     stdout,
-    emit,
+    emit: ticket ? strangerEmit(ticket) : emit,
     onHandshake: () => {
       // --insecure: the first HELLO is as far as this receiver can authenticate a sender.
-      ticket?.release();
+      ticket?.authenticated();
       if (!once || onceClaimed) return;
       onceClaimed = true;
       onceConn = conn;
@@ -158,6 +158,19 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
       startSession(tls);
     }
   };
+  /**
+   * --insecure sessions before their HELLO: an error from a connection
+   * admission closed is not worth a line, and the others are rate-limited
+   * like failed secure handshakes.
+   */
+  const strangerEmit =
+    (ticket: Ticket): EventListener =>
+    (event) => {
+      if (ticket.isAuthenticated || event.event !== 'error') return emit(event);
+      if (ticket.dropped) return;
+      const allowed = admission.log.allow(`handshake ${event.code}`);
+      if (allowed) emit({ ...event, message: event.message + allowed.suffix });
+    };
   const handshakeFailed = (socket: Socket, ticket: Ticket, err: unknown): void => {
     handshaking.delete(socket);
     ticket.ending();
@@ -189,7 +202,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     handshaking.add(socket);
     secureServer(socket, guard, { timeoutMs, totalMs: admission.handshakeMs, onFirstFrame: ticket.framed }).then(
       (tls) => {
-        ticket.release();
+        ticket.authenticated();
         secured(socket, tls);
       },
       (err: unknown) => handshakeFailed(socket, ticket, err),
