@@ -117,7 +117,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     maxSize: options.maxSize,
     inFlight,
     stdout,
-    emit: ticket ? strangerEmit(ticket) : emit,
+    emit: ticket ? strangerEmit(admission, ticket, emit) : emit,
     onHandshake: () => {
       // --insecure: the first HELLO is as far as this receiver can authenticate a sender.
       ticket?.authenticated();
@@ -147,67 +147,19 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
       if (conn === onceConn) void shutdown(null, code);
     });
   };
-  const secured = (socket: Socket, tls: Socket): void => {
-    handshaking.delete(socket);
-    if (closing || (once && onceClaimed)) {
-      tls.destroy();
-    } else if (sessions.size >= maxSessions) {
-      admission.log.note('sessions', `${maxSessions} sessions are running; told ${formatPeer(socket.remoteAddress, socket.remotePort)} to come back (ERR_BUSY)`);
-      tls.end(encodeAbort('ERR_BUSY', 'the receiver is serving as many senders as it can; try again'));
-    } else {
-      startSession(tls);
-    }
-  };
-  /**
-   * --insecure sessions before their HELLO: an error from a connection
-   * admission closed is not worth a line, and the others are rate-limited
-   * like failed secure handshakes.
-   */
-  const strangerEmit =
-    (ticket: Ticket): EventListener =>
-    (event) => {
-      if (ticket.isAuthenticated || event.event !== 'error') return emit(event);
-      if (ticket.dropped) return;
-      const allowed = admission.log.allow(`handshake ${event.code}`);
-      if (allowed) emit({ ...event, message: event.message + allowed.suffix });
-    };
-  const handshakeFailed = (socket: Socket, ticket: Ticket, err: unknown): void => {
-    handshaking.delete(socket);
-    ticket.ending();
-    // Admission closed it and said so, once for many.
-    if (ticket.dropped) return;
-    const e = toFerryError(err);
-    const allowed = admission.log.allow(`handshake ${e.code}`);
-    if (!allowed) return;
-    const peer = formatPeer(socket.remoteAddress, socket.remotePort);
-    // A stranger's wrong code is worth a line (a flood of them, a few lines); the receiver serves on.
-    const message = e.code === 'ERR_BAD_CODE' ? `${peer} gave a wrong code; nothing was written` : `${peer}: ${e.message}`;
-    emit({ event: 'error', code: e.code, message: message + allowed.suffix, exitCode: e.exitCode, peer });
-  };
-  const server: Server = createServer((socket: Socket) => {
-    if (closing || (once && onceClaimed)) {
-      socket.destroy();
-      return;
-    }
-    const ticket = admission.admit(socket.remoteAddress, () => socket.destroy());
-    if (!ticket) {
-      socket.destroy();
-      return;
-    }
-    socket.once('close', ticket.release);
-    if (!guard) {
-      startSession(socket, ticket);
-      return;
-    }
-    handshaking.add(socket);
-    secureServer(socket, guard, { timeoutMs, totalMs: admission.handshakeMs, onFirstFrame: ticket.framed }).then(
-      (tls) => {
-        ticket.authenticated();
-        secured(socket, tls);
-      },
-      (err: unknown) => handshakeFailed(socket, ticket, err),
-    );
-  });
+  const server: Server = createServer(
+    acceptor({
+      guard,
+      timeoutMs,
+      maxSessions,
+      admission,
+      handshaking,
+      emit,
+      refusing: () => closing !== null || (once && onceClaimed),
+      sessionCount: () => sessions.size,
+      startSession,
+    }),
+  );
   server.maxConnections = ADMISSION_LIMITS.total + maxSessions + BACKSTOP_SLACK;
 
   async function shutdown(reason: FerryError | null, code: number): Promise<number> {
@@ -251,6 +203,92 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     code: guard?.code,
     done,
     close: (reason?: FerryError) => shutdown(reason ?? null, reason ? reason.exitCode : 0),
+  };
+}
+
+/** What the accept path needs from its receiver. */
+interface AcceptDeps {
+  guard: CodeGuard | undefined;
+  timeoutMs: number;
+  maxSessions: number;
+  admission: Admission;
+  /** Sockets still in the secure handshake: closed with the receiver. */
+  handshaking: Set<Socket>;
+  emit: EventListener;
+  /** Closing, or a --once receiver whose sender has arrived. */
+  refusing(): boolean;
+  sessionCount(): number;
+  startSession(socket: Socket, ticket?: Ticket): void;
+}
+
+/**
+ * The accept path: each connection gets a place in the admission budget
+ * (or is closed), then the secure handshake (or, --insecure, a session that
+ * authenticates the sender at its HELLO), then a session if there is room.
+ */
+function acceptor(deps: AcceptDeps): (socket: Socket) => void {
+  const { guard, admission, handshaking, emit } = deps;
+  const secured = (socket: Socket, tls: Socket): void => {
+    handshaking.delete(socket);
+    if (deps.refusing()) {
+      tls.destroy();
+    } else if (deps.sessionCount() >= deps.maxSessions) {
+      admission.log.note('sessions', `${deps.maxSessions} sessions are running; told ${formatPeer(socket.remoteAddress, socket.remotePort)} to come back (ERR_BUSY)`);
+      tls.end(encodeAbort('ERR_BUSY', 'the receiver is serving as many senders as it can; try again'));
+    } else {
+      deps.startSession(tls);
+    }
+  };
+  const failed = (socket: Socket, ticket: Ticket, err: unknown): void => {
+    handshaking.delete(socket);
+    ticket.ending();
+    // Admission closed it and said so, once for many.
+    if (ticket.dropped) return;
+    const e = toFerryError(err);
+    const allowed = admission.log.allow(`handshake ${e.code}`);
+    if (!allowed) return;
+    const peer = formatPeer(socket.remoteAddress, socket.remotePort);
+    // A stranger's wrong code is worth a line (a flood of them, a few lines); the receiver serves on.
+    const message = e.code === 'ERR_BAD_CODE' ? `${peer} gave a wrong code; nothing was written` : `${peer}: ${e.message}`;
+    emit({ event: 'error', code: e.code, message: message + allowed.suffix, exitCode: e.exitCode, peer });
+  };
+  return (socket) => {
+    if (deps.refusing()) {
+      socket.destroy();
+      return;
+    }
+    const ticket = admission.admit(socket.remoteAddress, () => socket.destroy());
+    if (!ticket) {
+      socket.destroy();
+      return;
+    }
+    socket.once('close', ticket.release);
+    if (!guard) {
+      deps.startSession(socket, ticket);
+      return;
+    }
+    handshaking.add(socket);
+    secureServer(socket, guard, { timeoutMs: deps.timeoutMs, totalMs: admission.handshakeMs, onFirstFrame: ticket.framed }).then(
+      (tls) => {
+        ticket.authenticated();
+        secured(socket, tls);
+      },
+      (err: unknown) => failed(socket, ticket, err),
+    );
+  };
+}
+
+/**
+ * --insecure sessions before their HELLO: an error from a connection
+ * admission closed is not worth a line, and the others are rate-limited
+ * like failed secure handshakes.
+ */
+function strangerEmit(admission: Admission, ticket: Ticket, emit: EventListener): EventListener {
+  return (event) => {
+    if (ticket.isAuthenticated || event.event !== 'error') return emit(event);
+    if (ticket.dropped) return;
+    const allowed = admission.log.allow(`handshake ${event.code}`);
+    if (allowed) emit({ ...event, message: event.message + allowed.suffix });
   };
 }
 
