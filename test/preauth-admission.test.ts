@@ -39,26 +39,42 @@ describe('admission of unauthenticated connections', () => {
 
   test('a full budget closes the oldest silent connection of the source holding the most, not the oldest overall', () => {
     const { admit, dropped } = setup();
-    // 112 connections from 56 sources (2 each), then 16 from one source: 128.
-    for (let s = 0; s < 56; s++) for (let i = 0; i < 2; i++) admit(`10.1.0.${s + 1}`, `small${s}-${i}`);
-    for (let i = 0; i < 16; i++) admit('10.2.0.1', `big${i}`);
+    const { total, perSource } = ADMISSION_LIMITS;
+    // total - perSource connections from sources holding 2 each, then perSource from one source.
+    for (let i = 0; i < total - perSource; i++) admit(`10.1.${Math.floor(i / 2 / 250)}.${(Math.floor(i / 2) % 250) + 1}`, `small${i}`);
+    for (let i = 0; i < perSource; i++) admit('10.2.0.1', `big${i}`);
     expect(admit('192.0.2.1', 'honest')).not.toBeNull();
     expect(dropped).toEqual(['big0']);
   });
 
-  test('one lingering after a failed handshake goes first; when every slot spoke ferry, the newcomer is refused', () => {
+  test('one lingering after a failed handshake goes first, then silent ones, then waits for a token', () => {
     const { admit, dropped, lines } = setup();
+    const { total, perSource } = ADMISSION_LIMITS;
     const tickets: Ticket[] = [];
-    for (let s = 0; s < 8; s++) for (let i = 0; i < 16; i++) tickets.push(admit(`10.3.0.${s + 1}`, `t${s * 16 + i}`)!);
+    for (let i = 0; i < total; i++) tickets.push(admit(`10.3.0.${Math.floor(i / perSource) + 1}`, `t${i}`)!);
     for (const t of tickets) t.framed();
     tickets[50]!.ending();
-    const first = admit('192.0.2.1', 'first');
-    expect(first).not.toBeNull();
+    tickets[60]!.waiting(true);
+    tickets[70]!.waiting(true);
+    tickets[70]!.waiting(false);
+    expect(admit('192.0.2.1', 'first')).not.toBeNull();
     expect(dropped).toEqual(['t50']);
-    first!.framed();
+    // 'first' has not spoken yet: it goes before any wait.
+    const second = admit('192.0.2.2', 'second');
+    expect(dropped).toEqual(['t50', 'first']);
+    second!.framed();
     lines.length = 0;
-    expect(admit('192.0.2.2', 'refused')).toBeNull();
-    expect(dropped).toEqual(['t50']);
+    // Nothing silent left: the wait goes (t70 stopped waiting and is kept).
+    expect(admit('192.0.2.3', 'third')).not.toBeNull();
+    expect(dropped).toEqual(['t50', 'first', 't60']);
+    expect(lines).toEqual([expect.stringMatching(/^evicted: .*waiting for a token/)]);
+  });
+
+  test('when every slot has spoken ferry and none waits, the newcomer is refused', () => {
+    const { admit, lines } = setup();
+    const { total, perSource } = ADMISSION_LIMITS;
+    for (let i = 0; i < total; i++) admit(`10.4.0.${Math.floor(i / perSource) + 1}`)!.framed();
+    expect(admit('192.0.2.9', 'refused')).toBeNull();
     expect(lines).toEqual([expect.stringMatching(/^refused: /)]);
   });
 
@@ -84,15 +100,16 @@ describe('admission of unauthenticated connections', () => {
 
   test('log lines are rate-limited per kind: a flood of evictions is 5 lines per 10 s, then a count of the rest', async () => {
     const { admit, lines } = setup();
-    for (let i = 0; i < 200; i++) admit('10.0.0.9');
+    const { perSource } = ADMISSION_LIMITS;
+    for (let i = 0; i < perSource + 100; i++) admit('10.0.0.9');
     expect(lines).toHaveLength(5);
-    // Meanwhile the 16 left are closed by the first-frame deadline: a kind of its own, 5 lines too.
+    // Meanwhile those left are closed by the first-frame deadline: a kind of its own, 5 lines too.
     await vi.advanceTimersByTimeAsync(10_000);
     expect(lines.filter((l) => l.startsWith('deadline: '))).toHaveLength(5);
-    for (let i = 0; i < 17; i++) admit('10.0.0.9');
+    for (let i = 0; i < perSource + 1; i++) admit('10.0.0.9');
     const evicted = lines.filter((l) => l.startsWith('evicted: '));
     expect(evicted).toHaveLength(6);
-    // 184 evictions in the first interval, 5 shown.
-    expect(evicted[5]).toMatch(/and 179 more like it/);
+    // 100 evictions in the first interval, 5 shown.
+    expect(evicted[5]).toMatch(/and 95 more like it/);
   });
 });

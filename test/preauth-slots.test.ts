@@ -74,8 +74,8 @@ describe('connection slots before authentication', () => {
       console.log(`honest send took ${seconds.toFixed(2)} s; ${closedByReceiver} of 1000 idle connections closed by the receiver; ${busyLines} ERR_BUSY log lines`);
       expect(summary.exitCode).toBe(0);
       expect(fingerprint(await readFile(join(dst, 'honest.bin')))).toEqual(fingerprint(file.content));
-      // Most idle connections were evicted, and the log said so in a few lines, not hundreds.
-      expect(closedByReceiver).toBeGreaterThan(800);
+      // About half the idle connections were evicted (512 unauthenticated at most), and the log said so in a few lines, not hundreds.
+      expect(closedByReceiver).toBeGreaterThan(400);
       expect(busyLines).toBeGreaterThan(0);
       expect(events.filter((e) => e.event === 'error').length).toBeLessThan(30);
     } finally {

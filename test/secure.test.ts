@@ -5,6 +5,7 @@ import { FerryError } from '../src/protocol/errors.js';
 import { CODE_ENTROPY_BITS, generateCode, normalizeCode } from '../src/secure/code.js';
 import { tlsPsk } from '../src/secure/handshake.js';
 import { CodeGuard, sourceKey } from '../src/secure/limiter.js';
+import { within } from './support/files.js';
 import {
   FERRY_SPAKE2,
   M_HEX,
@@ -415,6 +416,27 @@ describe('CodeGuard rate limit (injected clock)', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  test('while tokens are held by handshakes in flight, one source may queue more than 2: 12 honest handshakes started at once all get a token', async () => {
+    const guard = new CodeGuard(code, { burst: 5 });
+    const tickets = Array.from({ length: 12 }, () => guard.acquire('10.0.0.1'));
+    let served = 0;
+    await within(
+      Promise.all(
+        tickets.map(async (t) => {
+          const attempt = await t.attempt;
+          expect(attempt).not.toBeNull();
+          served++;
+          // Each succeeds a moment later and gives its token back.
+          await new Promise((resolve) => setImmediate(resolve));
+          attempt!.settle(false);
+        }),
+      ),
+      5000,
+    );
+    expect(served).toBe(12);
+    expect(guard.failures).toBe(0);
   });
 
   test('the round-robin alternates between sources that both keep guessing', async () => {

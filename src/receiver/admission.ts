@@ -8,18 +8,23 @@ import { sourceKey } from '../secure/index.js';
 
 export const ADMISSION_LIMITS = Object.freeze({
   /**
-   * Unauthenticated connections one source (IPv4 address, IPv6 /64) may hold.
-   * An honest sender holds one per transfer it runs at once, and each leaves
-   * this budget within a round trip or two (or a limiter wait); 16 leaves room
-   * for a script sending several transfers in parallel.
+   * Unauthenticated connections one source (IPv4 address, IPv6 /64) may
+   * hold. An honest host may start many transfers at once (a script, the
+   * library: the test suite starts 100 from one host), and each sits here
+   * through its sender's scrypt (~0.1 s) and its turn for a limiter token;
+   * 128 leaves room for that. A full source makes room by closing its own
+   * oldest silent connection.
    */
-  perSource: 16,
+  perSource: 128,
   /**
-   * Unauthenticated connections in total: 8 full sources. Handshakes finish
-   * in milliseconds, so honest traffic never comes near it; it bounds what
-   * strangers cost (a socket, ~4 KiB of decoder state at most, no CPU).
+   * Unauthenticated connections in total: four full sources. Each costs a
+   * socket and at most a few KiB of decoder state (about 2 MiB and 512 file
+   * descriptors in all); honest traffic never comes near it, handshakes
+   * finish in milliseconds. What protects newcomers is eviction, not a small
+   * number: when it is full, a silent connection of the source holding the
+   * most is closed to make room.
    */
-  total: 128,
+  total: 512,
   /** A ferry peer sends its first frame within a round trip of connecting (the sender after its ~0.1 s scrypt). */
   firstFrameMs: 5000,
   /**
@@ -41,6 +46,11 @@ const enum Stage {
   Silent,
   /** Spoke ferry: kept until it authenticates, fails or times out. */
   Framed,
+  /**
+   * Spoke ferry and waits for a limiter token: evicted only when no silent
+   * connection is left, so a source cannot fill the budget with waits.
+   */
+  Waiting,
   /** Failed, and only lingers to deliver its ABORT: may go at any time. */
   Ending,
 }
@@ -57,6 +67,8 @@ interface Entry {
 export interface Ticket {
   /** The first whole frame arrived. */
   framed(): void;
+  /** Waiting for a limiter token (true), or no longer (false). */
+  waiting(on: boolean): void;
   /** The handshake failed; the connection only lingers for its ABORT. */
   ending(): void;
   /** Authenticated: the slot is free. */
@@ -123,6 +135,9 @@ export class Admission {
         if (entry.stage === Stage.Silent) entry.stage = Stage.Framed;
         clearTimeout(entry.timer);
       },
+      waiting: (on) => {
+        if (entry.stage === Stage.Framed || entry.stage === Stage.Waiting) entry.stage = on ? Stage.Waiting : Stage.Framed;
+      },
       ending: () => void (entry.stage = Stage.Ending),
       authenticated: () => {
         authenticated = true;
@@ -146,26 +161,32 @@ export class Admission {
   /**
    * Closes one connection among those `eligible`: one lingering after a
    * failure if any, else the oldest silent one of the source holding the
-   * most connections. Framed connections are never evicted.
+   * most connections, else likewise one waiting for a limiter token.
+   * Connections in the rest of the handshake are never evicted.
    */
   private evict(eligible: (e: Entry) => boolean): boolean {
-    let victim: Entry | undefined;
-    let victimHeld = -1;
-    for (const e of this.entries) {
-      if (!eligible(e) || e.stage === Stage.Framed) continue;
-      if (e.stage === Stage.Ending) {
-        victim = e;
-        break;
-      }
-      const held = this.perSource.get(e.source) ?? 0;
-      if (held > victimHeld) [victim, victimHeld] = [e, held];
-    }
+    const victim = this.pick(eligible, Stage.Ending) ?? this.pick(eligible, Stage.Silent) ?? this.pick(eligible, Stage.Waiting);
     if (!victim) return false;
     // One that already failed is not worth a line: it was said when it failed.
-    if (victim.stage === Stage.Silent) this.log.note('evicted', `unauthenticated connection limit (${this.limits.perSource} per source, ${this.limits.total} in all): closed a silent connection from ${victim.source}`);
+    if (victim.stage !== Stage.Ending) {
+      const what = victim.stage === Stage.Silent ? 'a silent connection' : 'a handshake waiting for a token';
+      this.log.note('evicted', `unauthenticated connection limit (${this.limits.perSource} per source, ${this.limits.total} in all): closed ${what} from ${victim.source}`);
+    }
     this.remove(victim);
     victim.drop();
     return true;
+  }
+
+  /** The oldest entry in `stage` of the source holding the most connections. */
+  private pick(eligible: (e: Entry) => boolean, stage: Stage): Entry | undefined {
+    let victim: Entry | undefined;
+    let victimHeld = -1;
+    for (const e of this.entries) {
+      if (e.stage !== stage || !eligible(e)) continue;
+      const held = this.perSource.get(e.source) ?? 0;
+      if (held > victimHeld) [victim, victimHeld] = [e, held];
+    }
+    return victim;
   }
 
   private remove(entry: Entry): void {

@@ -268,7 +268,12 @@ function acceptor(deps: AcceptDeps): (socket: Socket) => void {
       return;
     }
     handshaking.add(socket);
-    secureServer(socket, guard, { timeoutMs: deps.timeoutMs, totalMs: admission.handshakeMs, onFirstFrame: ticket.framed }).then(
+    secureServer(socket, guard, {
+      timeoutMs: deps.timeoutMs,
+      totalMs: admission.handshakeMs,
+      onFirstFrame: ticket.framed,
+      onWaiting: ticket.waiting,
+    }).then(
       (tls) => {
         ticket.authenticated();
         secured(socket, tls);

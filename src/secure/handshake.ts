@@ -37,6 +37,8 @@ export interface HandshakeOptions {
   totalMs?: number;
   /** Called once, when the peer's first whole frame has arrived. */
   onFirstFrame?: () => void;
+  /** Receiver: called with true when the handshake starts waiting for a limiter token, false when that ends. */
+  onWaiting?: (waiting: boolean) => void;
 }
 
 /** The one PSK identity ferry offers and accepts: the key, not the name, is the secret. */
@@ -137,7 +139,12 @@ export async function secureServer(socket: Socket, guard: CodeGuard, options: Ha
       guard.charge();
       throw err;
     }
-    attempt = await takeToken(hs, guard, sourceKey(socket.remoteAddress));
+    options.onWaiting?.(true);
+    try {
+      attempt = await takeToken(hs, guard, sourceKey(socket.remoteAddress));
+    } finally {
+      options.onWaiting?.(false);
+    }
     const state = spake2Start('B', check.w);
     const keys = spake2Finish(state, share, undefined, check);
     hs.write(Buffer.concat([encodeFrame(FrameType.Pake, state.share), encodeFrame(FrameType.Confirm, keys.cB)]));

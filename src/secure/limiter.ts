@@ -13,10 +13,16 @@ import { passwordScalar, shareCheck, type ShareCheck } from './spake2.js';
 export const DEFAULT_RATE_LIMIT = Object.freeze({ burst: 5, refillMs: 6000 });
 
 /**
- * Handshakes one source may have waiting for a token. Two, not one: a sender
+ * Handshakes one source may have waiting for a refill while no token is
+ * held (the bucket was spent by failures: guessing). Two, not one: a sender
  * whose first connection broke may already be dialling again while the
- * receiver still waits on the dead one. More are refused at once, so one
- * address cannot queue up a crowd that the round-robin would serve in turn.
+ * receiver still waits on the dead one. More are refused at once. While
+ * tokens are held by handshakes in flight, waits are not capped here: those
+ * tokens come back within milliseconds when the handshakes succeed, and 100
+ * senders started at once from one host must pass a few at a time, not be
+ * refused. The round-robin, not the queue length, is what keeps sources
+ * fair (each waiting source gets one token per turn), and the admission
+ * budget (src/receiver/admission.ts) bounds the queue and may evict from it.
  */
 export const MAX_WAITING_PER_SOURCE = 2;
 
@@ -68,7 +74,7 @@ interface Waiter {
  * A handshake takes a token before the receiver does any work for it that
  * depends on the code, and gives it back unless it fails after pB was sent.
  * Taking the token up front keeps parallel connections from guessing past the
- * limit. A handshake that finds no token waits in its source's queue; each
+ * limit. A handshake that finds no free token waits in its source's queue; each
  * token given back or refilled goes to the waiting source served longest ago
  * (never-served sources first, in arrival order): a round-robin over sources.
  */
@@ -89,6 +95,8 @@ export class CodeGuard {
   /** When each source was last given a token (a serial number), least recent first. */
   private readonly served = new Map<string, number>();
   private serial = 0;
+  /** Tokens taken and not yet settled. */
+  private holding = 0;
   private timer: NodeJS.Timeout | null = null;
 
   /** Throws ERR_USAGE for a malformed code. `now` (milliseconds, monotonic) is for tests. */
@@ -150,8 +158,9 @@ export class CodeGuard {
 
   /**
    * A token for one handshake from `source` (sourceKey()), now or when the
-   * round-robin reaches its source. Resolves null at once when that source
-   * already has MAX_WAITING_PER_SOURCE handshakes waiting. The caller bounds
+   * round-robin reaches its source. Resolves null at once when no token is
+   * held and that source already has MAX_WAITING_PER_SOURCE handshakes
+   * waiting. The caller bounds
    * the wait; `cancel()` gives up the wait, or the token if it came too late.
    */
   acquire(source: string): { attempt: Promise<Attempt | null>; cancel(): void } {
@@ -161,7 +170,7 @@ export class CodeGuard {
       return { attempt: Promise.resolve(now), cancel: () => now.settle(false) };
     }
     const queue = this.queues.get(source) ?? [];
-    if (queue.length >= MAX_WAITING_PER_SOURCE) return { attempt: Promise.resolve(null), cancel: () => {} };
+    if (queue.length >= MAX_WAITING_PER_SOURCE && this.holding === 0) return { attempt: Promise.resolve(null), cancel: () => {} };
     let cancelled = false;
     let got: Attempt | null = null;
     let waiter!: Waiter;
@@ -197,11 +206,13 @@ export class CodeGuard {
 
   private take(): Attempt {
     this.credit -= this.refillMs;
+    this.holding++;
     let settled = false;
     return {
       settle: (failed) => {
         if (settled) return;
         settled = true;
+        this.holding--;
         if (failed) {
           this.failed++;
         } else {
