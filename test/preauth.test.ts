@@ -86,6 +86,45 @@ describe('junk shares', () => {
   });
 });
 
+describe('bounds on the handshake', () => {
+  test('the whole-handshake bound: a peer silent after pB is cut at totalMs (ERR_TIMEOUT) and its token is spent', async () => {
+    const guard = new CodeGuard(CODE);
+    const { client, server } = await socketPair();
+    const done = settled(secureServer(server, guard, { timeoutMs: 20_000, totalMs: 300 }));
+    client.write(encodeFrame(FrameType.Pake, spake2Start('A', await passwordScalar(WRONG)).share));
+    expect(await done).toMatchObject({ code: 'ERR_TIMEOUT' });
+    expect(guard.failures).toBe(1);
+  });
+
+  test('a wait for a token that outlives the bound ends in ERR_RATE_LIMITED, and costs nothing', async () => {
+    const guard = new CodeGuard(CODE, { burst: 1, refillMs: 60_000 });
+    const held = guard.begin();
+    expect(held).not.toBeNull();
+    const { client, server } = await socketPair();
+    const done = settled(secureServer(server, guard, { timeoutMs: 20_000, totalMs: 300 }));
+    client.write(encodeFrame(FrameType.Pake, spake2Start('A', await passwordScalar(CODE)).share));
+    expect(await done).toMatchObject({ code: 'ERR_RATE_LIMITED' });
+    held!.settle(false);
+    expect(guard.failures).toBe(0);
+  });
+
+  test('a fake receiver that sends more than pB and cB in one go: the sender stops with ERR_UNEXPECTED_FRAME instead of buffering it', async () => {
+    const w = await passwordScalar(CODE);
+    const flood = Buffer.concat([encodeFrame(FrameType.Pake, spake2Start('B', w).share), encodeFrame(FrameType.Confirm, Buffer.alloc(32)), Buffer.alloc(1024 * 1024, 0x5a)]);
+    const listener = createServer((socket) => {
+      socket.on('error', () => {});
+      socket.once('data', () => socket.write(flood));
+      cleanups.push(() => socket.destroy());
+    });
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => listener.close());
+    const file = await writeSample(await tempDir(), 'x.bin', 10);
+    const port = (listener.address() as AddressInfo).port;
+    const summary = await within(send({ code: CODE, files: [file.path], host: '127.0.0.1', port, retries: 0 }), WAIT_MS, 'send');
+    expect(summary.error).toMatchObject({ code: 'ERR_UNEXPECTED_FRAME' });
+  });
+});
+
 /**
  * A stranger that guesses wrong codes without pause, from `localAddress`:
  * `lanes` connections at a time, each a PAKE for a wrong code, then a
