@@ -1,9 +1,11 @@
 import { createHash, hkdfSync, scryptSync } from 'node:crypto';
 import { p256 } from '@noble/curves/nist.js';
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import { FerryError } from '../src/protocol/errors.js';
 import { CODE_ENTROPY_BITS, generateCode, normalizeCode } from '../src/secure/code.js';
-import { CodeGuard, tlsPsk } from '../src/secure/handshake.js';
+import { tlsPsk } from '../src/secure/handshake.js';
+import { CodeGuard, sourceKey } from '../src/secure/limiter.js';
+import { within } from './support/files.js';
 import {
   FERRY_SPAKE2,
   M_HEX,
@@ -387,6 +389,121 @@ describe('CodeGuard rate limit (injected clock)', () => {
     const guard = new CodeGuard(code, { now: c.now, burst: 2, refillMs: 10 });
     c.advance(1_000_000);
     expect([guard.begin(), guard.begin(), guard.begin()].filter((a) => a !== null)).toHaveLength(2);
+  });
+
+  test('tokens go round the sources: one that keeps guessing gets its turn, a newcomer is served before it', async () => {
+    vi.useFakeTimers();
+    try {
+      const guard = new CodeGuard(code, { burst: 1, refillMs: 1000, now: () => Date.now() });
+      const first = guard.acquire('10.0.0.2');
+      (await first.attempt)!.settle(true);
+      // The stranger queues two more; a third from the same source is refused at once.
+      const strangerA = guard.acquire('10.0.0.2');
+      const strangerB = guard.acquire('10.0.0.2');
+      expect(await guard.acquire('10.0.0.2').attempt).toBeNull();
+      const holder = guard.acquire('10.0.0.1');
+      const got: string[] = [];
+      void strangerA.attempt.then((a) => (got.push('stranger'), a!.settle(true)));
+      void strangerB.attempt.then((a) => (got.push('stranger'), a!.settle(true)));
+      void holder.attempt.then((a) => (got.push('holder'), a!.settle(false)));
+      await vi.advanceTimersByTimeAsync(1000);
+      // The code holder's source was never served: the first refill is its own.
+      // It succeeds and gives the token back, which goes to the stranger's next wait.
+      expect(got).toEqual(['holder', 'stranger']);
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(got).toEqual(['holder', 'stranger', 'stranger']);
+      expect(guard.failures).toBe(3);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  test('while tokens are held by handshakes in flight, one source may queue more than 2: 12 honest handshakes started at once all get a token', async () => {
+    const guard = new CodeGuard(code, { burst: 5 });
+    const tickets = Array.from({ length: 12 }, () => guard.acquire('10.0.0.1'));
+    let served = 0;
+    await within(
+      Promise.all(
+        tickets.map(async (t) => {
+          const attempt = await t.attempt;
+          expect(attempt).not.toBeNull();
+          served++;
+          // Each succeeds a moment later and gives its token back.
+          await new Promise((resolve) => setImmediate(resolve));
+          attempt!.settle(false);
+        }),
+      ),
+      5000,
+    );
+    expect(served).toBe(12);
+    expect(guard.failures).toBe(0);
+  });
+
+  test('the round-robin alternates between sources that both keep guessing', async () => {
+    vi.useFakeTimers();
+    try {
+      const guard = new CodeGuard(code, { burst: 1, refillMs: 1000, now: () => Date.now() });
+      (await guard.acquire('a').attempt)!.settle(true);
+      const order: string[] = [];
+      const lane = (source: string): void => {
+        const ticket = guard.acquire(source);
+        void ticket.attempt.then((a) => {
+          order.push(source);
+          a!.settle(true);
+          if (order.length < 6) lane(source);
+        });
+      };
+      lane('a');
+      lane('b');
+      for (let i = 0; i < 6; i++) await vi.advanceTimersByTimeAsync(1000);
+      expect(order).toEqual(['b', 'a', 'b', 'a', 'b', 'a']);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  test('a cancelled wait leaves the queue; a token that arrives after cancel() is given back', async () => {
+    vi.useFakeTimers();
+    try {
+      const guard = new CodeGuard(code, { burst: 1, refillMs: 1000, now: () => Date.now() });
+      const held = (await guard.acquire('a').attempt)!;
+      const gone = guard.acquire('b');
+      gone.cancel();
+      const next = guard.acquire('c');
+      held.settle(false);
+      // c, not the cancelled b, gets the token that came back.
+      const token = await next.attempt;
+      expect(token).not.toBeNull();
+      next.cancel();
+      expect(guard.retryAfterMs()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  test('a refused share is charged: a failure, and a free token spent, but never one a waiting handshake needs', async () => {
+    const c = clock();
+    const guard = new CodeGuard(code, { now: c.now, burst: 2 });
+    guard.charge();
+    expect(guard.failures).toBe(1);
+    expect(guard.begin()).not.toBeNull();
+    expect(guard.begin()).toBeNull();
+    const waiting = guard.acquire('a');
+    guard.charge();
+    expect(guard.failures).toBe(2);
+    c.advance(6000);
+    waiting.cancel();
+  });
+
+  test('sources: IPv4 addresses, IPv4-mapped as IPv4, IPv6 by /64', () => {
+    expect(sourceKey('192.0.2.7')).toBe('192.0.2.7');
+    expect(sourceKey('::ffff:192.0.2.7')).toBe('192.0.2.7');
+    expect(sourceKey('2001:db8:1:2:3:4:5:6')).toBe('2001:db8:1:2::/64');
+    expect(sourceKey('2001:db8:1:2::99')).toBe(sourceKey('2001:0db8:0001:0002:ffff::1'));
+    expect(sourceKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(sourceKey('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(sourceKey('::1')).toBe('0:0:0:0::/64');
+    expect(sourceKey(undefined)).toBe('unknown');
   });
 
   test('the password scalar is computed once', async () => {

@@ -9,13 +9,20 @@ import type { EventListener } from '../events.js';
 import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
 import { CodeGuard, generateCode, secureServer } from '../secure/index.js';
 import { RECEIVER_STATES } from '../protocol/states.js';
+import { encodeAbort } from '../protocol/messages.js';
+import { ADMISSION_LIMITS, Admission, DEFAULT_MAX_SESSIONS, type Ticket } from './admission.js';
 import { startSweeping } from './partials.js';
 import { offerChecker, runSession, type SessionContext } from './session.js';
 import { TargetDir, TargetTree } from './target.js';
 
 export const DEFAULT_PORT = 7878;
-/** Sessions served at once; more connections wait in the kernel's backlog. */
-const DEFAULT_MAX_CONNECTIONS = 256;
+/**
+ * node closes connections beyond `server.maxConnections` before we see them,
+ * silently. Admission (unauthenticated) and the session cap keep the count
+ * below this; it remains as a backstop for file descriptors, e.g. for failed
+ * handshakes lingering (up to 2 s) to deliver their ABORT.
+ */
+const BACKSTOP_SLACK = 1024;
 /** Folders a sweep of stale partial files reads at most (`receive --clean` reads all). */
 const SWEEP_DIRS = 1000;
 /** How long close() lets sessions tidy up (delete temp files) before it stops waiting. */
@@ -55,6 +62,7 @@ export interface ReceiveOptions {
   rateLimit?: { burst?: number; refillMs?: number };
   /** Write the one incoming file to this stream (--stdout) instead of into `dir`; implies `once`. */
   stdout?: Writable;
+  /** Authenticated sessions served at once (default 256); a sender beyond it is told ERR_BUSY and retries. Connections still in the handshake have their own budget (src/receiver/admission.ts). */
   maxConnections?: number;
   onEvent?: EventListener;
   /** Aborting closes the receiver; sessions are told and their temp files deleted. */
@@ -111,7 +119,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
 
   const allowHidden = options.allowHidden ?? false;
   const check = (): SessionContext['check'] => offerChecker({ maxSize: options.maxSize, inFlight, stdout, allowHidden });
-  const context = (conn: ReceiverConnection): SessionContext => ({
+  const context = (conn: ReceiverConnection, ticket: Ticket | undefined): SessionContext => ({
     target,
     tree: new TargetTree(target, { allowHidden }),
     check: check(),
@@ -120,8 +128,10 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     maxSize: options.maxSize,
     inFlight,
     stdout,
-    emit,
+    emit: ticket ? strangerEmit(admission, ticket, emit) : emit,
     onHandshake: () => {
+      // --insecure: the first HELLO is as far as this receiver can authenticate a sender.
+      ticket?.authenticated();
       if (!once || onceClaimed) return;
       onceClaimed = true;
       onceConn = conn;
@@ -136,42 +146,32 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
 
   /** Sockets still in the secure handshake: closed with the receiver. */
   const handshaking = new Set<Socket>();
-  const startSession = (socket: Socket): void => {
+  const maxSessions = options.maxConnections ?? DEFAULT_MAX_SESSIONS;
+  const busyExit = new FerryError('ERR_BUSY', '').exitCode;
+  const admission = new Admission((_kind, message) => emit({ event: 'error', code: 'ERR_BUSY', message, exitCode: busyExit }));
+  const startSession = (socket: Socket, ticket?: Ticket): void => {
     const conn = new Connection(socket, timeoutMs, RECEIVER_STATES);
-    const session = runSession(conn, context(conn));
+    const session = runSession(conn, context(conn, ticket));
     sessions.set(conn, session);
     void session.then((code) => {
       sessions.delete(conn);
       if (conn === onceConn) void shutdown(null, code);
     });
   };
-  const server: Server = createServer((socket: Socket) => {
-    if (closing || (once && onceClaimed)) {
-      socket.destroy();
-      return;
-    }
-    if (!guard) {
-      startSession(socket);
-      return;
-    }
-    handshaking.add(socket);
-    secureServer(socket, guard, { timeoutMs }).then(
-      (secured) => {
-        handshaking.delete(socket);
-        if (closing || (once && onceClaimed)) secured.destroy();
-        else startSession(secured);
-      },
-      (err: unknown) => {
-        handshaking.delete(socket);
-        const e = toFerryError(err);
-        const peer = formatPeer(socket.remoteAddress, socket.remotePort);
-        // A stranger's wrong code is worth a line; the receiver serves on.
-        const message = e.code === 'ERR_BAD_CODE' ? `${peer} gave a wrong code; nothing was written` : `${peer}: ${e.message}`;
-        emit({ event: 'error', code: e.code, message, exitCode: e.exitCode, peer });
-      },
-    );
-  });
-  server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const server: Server = createServer(
+    acceptor({
+      guard,
+      timeoutMs,
+      maxSessions,
+      admission,
+      handshaking,
+      emit,
+      refusing: () => closing !== null || (once && onceClaimed),
+      sessionCount: () => sessions.size,
+      startSession,
+    }),
+  );
+  server.maxConnections = ADMISSION_LIMITS.total + maxSessions + BACKSTOP_SLACK;
 
   async function shutdown(reason: FerryError | null, code: number): Promise<number> {
     if (!closing) {
@@ -224,6 +224,97 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     code: guard?.code,
     done,
     close: (reason?: FerryError) => shutdown(reason ?? null, reason ? reason.exitCode : 0),
+  };
+}
+
+/** What the accept path needs from its receiver. */
+interface AcceptDeps {
+  guard: CodeGuard | undefined;
+  timeoutMs: number;
+  maxSessions: number;
+  admission: Admission;
+  /** Sockets still in the secure handshake: closed with the receiver. */
+  handshaking: Set<Socket>;
+  emit: EventListener;
+  /** Closing, or a --once receiver whose sender has arrived. */
+  refusing(): boolean;
+  sessionCount(): number;
+  startSession(socket: Socket, ticket?: Ticket): void;
+}
+
+/**
+ * The accept path: each connection gets a place in the admission budget
+ * (or is closed), then the secure handshake (or, --insecure, a session that
+ * authenticates the sender at its HELLO), then a session if there is room.
+ */
+function acceptor(deps: AcceptDeps): (socket: Socket) => void {
+  const { guard, admission, handshaking, emit } = deps;
+  const secured = (socket: Socket, tls: Socket): void => {
+    handshaking.delete(socket);
+    if (deps.refusing()) {
+      tls.destroy();
+    } else if (deps.sessionCount() >= deps.maxSessions) {
+      admission.log.note('sessions', `${deps.maxSessions} sessions are running; told ${formatPeer(socket.remoteAddress, socket.remotePort)} to come back (ERR_BUSY)`);
+      tls.end(encodeAbort('ERR_BUSY', 'the receiver is serving as many senders as it can; try again'));
+    } else {
+      deps.startSession(tls);
+    }
+  };
+  const failed = (socket: Socket, ticket: Ticket, err: unknown): void => {
+    handshaking.delete(socket);
+    ticket.ending();
+    // Admission closed it and said so, once for many.
+    if (ticket.dropped) return;
+    const e = toFerryError(err);
+    const allowed = admission.log.allow(`handshake ${e.code}`);
+    if (!allowed) return;
+    const peer = formatPeer(socket.remoteAddress, socket.remotePort);
+    // A stranger's wrong code is worth a line (a flood of them, a few lines); the receiver serves on.
+    const message = e.code === 'ERR_BAD_CODE' ? `${peer} gave a wrong code; nothing was written` : `${peer}: ${e.message}`;
+    emit({ event: 'error', code: e.code, message: message + allowed.suffix, exitCode: e.exitCode, peer });
+  };
+  return (socket) => {
+    if (deps.refusing()) {
+      socket.destroy();
+      return;
+    }
+    const ticket = admission.admit(socket.remoteAddress, () => socket.destroy());
+    if (!ticket) {
+      socket.destroy();
+      return;
+    }
+    socket.once('close', ticket.release);
+    if (!guard) {
+      deps.startSession(socket, ticket);
+      return;
+    }
+    handshaking.add(socket);
+    secureServer(socket, guard, {
+      timeoutMs: deps.timeoutMs,
+      totalMs: admission.handshakeMs,
+      onFirstFrame: ticket.framed,
+      onWaiting: ticket.waiting,
+    }).then(
+      (tls) => {
+        ticket.authenticated();
+        secured(socket, tls);
+      },
+      (err: unknown) => failed(socket, ticket, err),
+    );
+  };
+}
+
+/**
+ * --insecure sessions before their HELLO: an error from a connection
+ * admission closed is not worth a line, and the others are rate-limited
+ * like failed secure handshakes.
+ */
+function strangerEmit(admission: Admission, ticket: Ticket, emit: EventListener): EventListener {
+  return (event) => {
+    if (ticket.isAuthenticated || event.event !== 'error') return emit(event);
+    if (ticket.dropped) return;
+    const allowed = admission.log.allow(`handshake ${event.code}`);
+    if (allowed) emit({ ...event, message: event.message + allowed.suffix });
   };
 }
 

@@ -22,16 +22,23 @@ import { createServer as createTlsServer, connect as tlsConnect, type TLSSocket 
 import { ABORT_GRACE_MS, formatPeer } from '../connection.js';
 import { FrameType, FRAME_NAMES } from '../protocol/constants.js';
 import { FrameDecoder } from '../protocol/decoder.js';
-import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
+import { FerryError, abortError, toFerryError, type ErrorCode } from '../protocol/errors.js';
 import { encodeAbort, encodeFrame, type ControlFrame } from '../protocol/messages.js';
 import { normalizeCode } from './code.js';
-import { passwordScalar, spake2Finish, spake2Start, tagsEqual } from './spake2.js';
+import { sourceKey, type Attempt, type CodeGuard } from './limiter.js';
+import { checkShare, passwordScalar, spake2Finish, spake2Start, tagsEqual } from './spake2.js';
 
 export interface HandshakeOptions {
   /** Bound on every wait of the handshake (each frame, the password hash, the TLS handshake). */
   timeoutMs: number;
   /** Aborting fails the handshake with abortError(signal); the peer is told with an ABORT. */
   signal?: AbortSignal;
+  /** Bound on the whole handshake, from the first byte to TLS (receiver: see src/receiver/admission.ts). */
+  totalMs?: number;
+  /** Called once, when the peer's first whole frame has arrived. */
+  onFirstFrame?: () => void;
+  /** Receiver: called with true when the handshake starts waiting for a limiter token, false when that ends. */
+  onWaiting?: (waiting: boolean) => void;
 }
 
 /** The one PSK identity ferry offers and accepts: the key, not the name, is the secret. */
@@ -49,138 +56,19 @@ const PSK_BYTES = 32;
  */
 export const TLS_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256';
 
-/** Wrong-code limiter defaults: 5 at once, then one every 6 s (10 a minute sustained). */
-export const DEFAULT_RATE_LIMIT = Object.freeze({ burst: 5, refillMs: 6000 });
-
-
 /** The TLS PSK for a SPAKE2 session key: HKDF-SHA256(ikm = Ke, salt = empty, info = "ferry tls psk v1", 32 bytes). */
 export function tlsPsk(Ke: Uint8Array): Buffer {
   return Buffer.from(hkdfSync('sha256', Ke, Buffer.alloc(0), PSK_INFO, PSK_BYTES));
 }
 
-/** One handshake's claim on the limiter: settle it exactly once. */
-export interface Attempt {
-  /** `failed`: the peer saw pB and did not prove the code; the token stays spent. Otherwise it is given back. */
-  settle(failed: boolean): void;
-}
-
 /**
- * Receiver-side state for one code: the password scalar, computed once, and
- * the wrong-attempt limiter shared by every connection to this receiver.
- *
- * The limiter is a token bucket: `burst` tokens, one more every `refillMs`.
- * A handshake takes a token before the receiver does any work for it and
- * gives it back unless it fails after pB was sent. Taking the token up front
- * keeps parallel connections from guessing past the limit: while every token
- * is held, a new handshake waits for one (bounded by the timeout); with no
- * token left and none held, it is refused at once (ERR_RATE_LIMITED).
+ * Bytes a side may have received beyond the frame it is waiting for. The
+ * sender never has a second frame in flight towards the receiver, so the
+ * receiver allows none: a peer cannot make it buffer anything while it
+ * waits for a token. The receiver sends pB and cB in one write (74 + 41
+ * bytes), so the sender allows a few KiB.
  */
-export class CodeGuard {
-  /** The normalized code. */
-  readonly code: string;
-  readonly burst: number;
-  readonly refillMs: number;
-  private readonly now: () => number;
-  /** Tokens, counted in milliseconds of refill (a token is `refillMs`): integer clocks stay exact. */
-  private credit: number;
-  private refilledAt: number;
-  private failed = 0;
-  private scalarPromise: Promise<bigint> | null = null;
-  /** Handshakes holding a token right now, and those waiting for one. */
-  private holding = 0;
-  private waiters: Array<() => void> = [];
-
-  /** Throws ERR_USAGE for a malformed code. `now` (milliseconds, monotonic) is for tests. */
-  constructor(code: string, limits: { burst?: number; refillMs?: number; now?: () => number } = {}) {
-    this.code = normalizeCode(code);
-    this.burst = limits.burst ?? DEFAULT_RATE_LIMIT.burst;
-    this.refillMs = limits.refillMs ?? DEFAULT_RATE_LIMIT.refillMs;
-    if (!Number.isInteger(this.burst) || this.burst < 1) throw new RangeError(`burst must be a positive integer, got ${this.burst}`);
-    if (!(this.refillMs > 0)) throw new RangeError(`refillMs must be positive, got ${this.refillMs}`);
-    this.now = limits.now ?? (() => performance.now());
-    this.credit = this.burst * this.refillMs;
-    this.refilledAt = this.now();
-  }
-
-  /** Handshakes that failed after the receiver sent pB (wrong code, or the peer gave up). */
-  get failures(): number {
-    return this.failed;
-  }
-
-  /** w for this code (scrypt, about 0.1 s), computed on first use and kept. Call it early to warm up. */
-  scalar(): Promise<bigint> {
-    this.scalarPromise ??= passwordScalar(this.code).catch((err: unknown) => {
-      this.scalarPromise = null;
-      throw err;
-    });
-    return this.scalarPromise;
-  }
-
-  /** Milliseconds until a new handshake is allowed; 0 when one is allowed now. */
-  retryAfterMs(): number {
-    this.refill();
-    return Math.max(0, Math.ceil(this.refillMs - this.credit));
-  }
-
-  /** @internal A token for one handshake, or null when the bucket is empty. */
-  begin(): Attempt | null {
-    this.refill();
-    if (this.credit < this.refillMs) return null;
-    this.credit -= this.refillMs;
-    this.holding++;
-    let settled = false;
-    return {
-      settle: (failed) => {
-        if (settled) return;
-        settled = true;
-        this.holding--;
-        if (failed) {
-          this.failed++;
-        } else {
-          this.refill();
-          this.credit = Math.min(this.burst * this.refillMs, this.credit + this.refillMs);
-        }
-        const waiters = this.waiters;
-        this.waiters = [];
-        for (const wake of waiters) wake();
-      },
-    };
-  }
-
-  /**
-   * A token for one handshake, waiting while other handshakes hold the
-   * tokens (they give them back when they succeed): 100 honest senders
-   * arriving at once go through a few at a time instead of being refused.
-   * Resolves null when no token is left and none is held (the code was
-   * guessed wrong too often). `cancel()` gives up the wait, or the token if
-   * it came too late to be used.
-   */
-  acquire(): { attempt: Promise<Attempt | null>; cancel(): void } {
-    let cancelled = false;
-    let got: Attempt | null = null;
-    const attempt = (async (): Promise<Attempt | null> => {
-      for (;;) {
-        if (cancelled) return null;
-        got = this.begin();
-        if (got || this.holding === 0) return got;
-        await new Promise<void>((resolve) => this.waiters.push(resolve));
-      }
-    })();
-    return {
-      attempt,
-      cancel: () => {
-        cancelled = true;
-        got?.settle(false);
-      },
-    };
-  }
-
-  private refill(): void {
-    const now = this.now();
-    this.credit = Math.min(this.burst * this.refillMs, this.credit + Math.max(0, now - this.refilledAt));
-    this.refilledAt = now;
-  }
-}
+const SLACK_BYTES = { server: 0, client: 4096 } as const;
 
 /**
  * Password scalars of the codes this process has sent with: scrypt costs
@@ -208,15 +96,15 @@ export async function secureClient(socket: Socket, code: string, options: Handsh
     socket.destroy();
     throw err;
   }
-  const hs = new Handshake(socket, options);
+  const hs = new Handshake(socket, 'client', options);
   try {
     const w = await hs.bounded(cachedScalar(password), 'the password hash');
     const state = spake2Start('A', w);
     hs.write(encodeFrame(FrameType.Pake, state.share));
     const first = await hs.next('PAKE');
-    if (first.type === FrameType.Hello) {
-      throw new FerryError('ERR_INSECURE_MISMATCH', 'this receiver runs without a code; run both sides with --insecure, or the receiver with --code');
-    }
+    // The peer's words are not repeated, and nothing here advises --insecure:
+    // a fake receiver answering HELLO must not talk the user into plaintext.
+    if (first.type === FrameType.Hello) throw new FerryError('ERR_INSECURE_MISMATCH', 'the receiver answered without encryption (it has no code); nothing was sent');
     const keys = spake2Finish(state, hs.expect(first, FrameType.Pake).share);
     const confirm = hs.expect(await hs.next('CONFIRM'), FrameType.Confirm);
     if (!tagsEqual(confirm.tag, keys.cB)) throw new FerryError('ERR_BAD_CODE', "wrong code: the receiver's code differs");
@@ -228,9 +116,14 @@ export async function secureClient(socket: Socket, code: string, options: Handsh
   }
 }
 
-/** Receiver: PAKE + TLS over an accepted socket, checked against `guard`'s code and limiter. */
+/**
+ * Receiver: PAKE + TLS over an accepted socket, checked against `guard`'s
+ * code and limiter. The share is checked before anything else is spent on
+ * it (a decode and a point comparison); a refused share is charged like a
+ * wrong code. Then the handshake waits its turn for a token (limiter.ts).
+ */
 export async function secureServer(socket: Socket, guard: CodeGuard, options: HandshakeOptions): Promise<TLSSocket> {
-  const hs = new Handshake(socket, options);
+  const hs = new Handshake(socket, 'server', options);
   let attempt: Attempt | null = null;
   let exposed = false;
   try {
@@ -239,20 +132,21 @@ export async function secureServer(socket: Socket, guard: CodeGuard, options: Ha
       throw new FerryError('ERR_INSECURE_MISMATCH', 'this receiver requires a code; run the sender with --code, or both sides with --insecure');
     }
     const share = hs.expect(first, FrameType.Pake).share;
-    const ticket = guard.acquire();
+    const check = await hs.bounded(guard.shareCheck(), 'the password hash');
     try {
-      attempt = await hs.bounded(ticket.attempt, 'a free handshake slot');
+      checkShare(check, share);
     } catch (err) {
-      ticket.cancel();
+      guard.charge();
       throw err;
     }
-    if (attempt === null) {
-      const seconds = Math.max(1, Math.ceil(guard.retryAfterMs() / 1000));
-      throw new FerryError('ERR_RATE_LIMITED', `too many wrong codes; try again in ${seconds} s`);
+    options.onWaiting?.(true);
+    try {
+      attempt = await takeToken(hs, guard, sourceKey(socket.remoteAddress));
+    } finally {
+      options.onWaiting?.(false);
     }
-    const w = await hs.bounded(guard.scalar(), 'the password hash');
-    const state = spake2Start('B', w);
-    const keys = spake2Finish(state, share);
+    const state = spake2Start('B', check.w);
+    const keys = spake2Finish(state, share, undefined, check);
     hs.write(Buffer.concat([encodeFrame(FrameType.Pake, state.share), encodeFrame(FrameType.Confirm, keys.cB)]));
     exposed = true;
     const confirm = hs.expect(await hs.next('CONFIRM'), FrameType.Confirm);
@@ -266,6 +160,44 @@ export async function secureServer(socket: Socket, guard: CodeGuard, options: Ha
   }
 }
 
+/** The handshake's token, in its source's turn; a wait the bounds cut short, or a full queue, is ERR_RATE_LIMITED. */
+async function takeToken(hs: Handshake, guard: CodeGuard, source: string): Promise<Attempt> {
+  const limited = (): FerryError => {
+    const seconds = Math.max(1, Math.ceil(guard.retryAfterMs() / 1000));
+    return new FerryError('ERR_RATE_LIMITED', `too many wrong codes or waiting handshakes; try again in ${seconds} s`);
+  };
+  const ticket = guard.acquire(source);
+  let attempt: Attempt | null;
+  try {
+    attempt = await hs.bounded(ticket.attempt, 'a handshake token');
+  } catch (err) {
+    ticket.cancel();
+    throw toFerryError(err).code === 'ERR_TIMEOUT' ? limited() : err;
+  }
+  if (attempt === null) throw limited();
+  return attempt;
+}
+
+/**
+ * A peer's ABORT before authentication, in ferry's own words chosen by its
+ * status: whoever sent it may be a stranger, and its text (escapes, forged
+ * lines) never reaches a terminal or a log.
+ */
+function remoteAbort(code: ErrorCode, role: 'client' | 'server'): FerryError {
+  const peer = role === 'client' ? 'the receiver' : 'the sender';
+  const why = ABORT_WORDS[code] ?? (role === 'client' ? 'the receiver ended the handshake' : 'the sender ended the handshake');
+  return new FerryError(code, `${why.replace('{peer}', peer)} (${code})`, { remote: true });
+}
+
+const ABORT_WORDS: Partial<Record<ErrorCode, string>> = {
+  ERR_BAD_CODE: '{peer} refused the code: it does not match',
+  ERR_RATE_LIMITED: 'the receiver refused the code: too many wrong codes were tried',
+  ERR_INSECURE_MISMATCH: '{peer} does not use a code for this transfer; nothing was sent',
+  ERR_BUSY: 'the receiver is busy',
+  ERR_TIMEOUT: '{peer} stopped waiting',
+  ERR_SHUTDOWN: 'the receiver is shutting down',
+};
+
 const enum Phase {
   Plain,
   Tls,
@@ -276,12 +208,17 @@ const enum Phase {
 /**
  * One side's socket during the handshake: frames in one at a time, every wait
  * bounded by the timeout, the signal and the connection, and the hand-over to
- * TLS. Frames are decoded one at a time (the decoder pauses after each), so
- * bytes behind the last handshake frame stay undecoded and can be refused.
+ * TLS. Frames are decoded one at a time (the decoder pauses after each), and
+ * bytes beyond the frame awaited (more than SLACK_BYTES) fail the handshake
+ * at once, so a peer cannot park data in our memory before it is authenticated.
  */
 class Handshake {
   private readonly socket: Socket;
+  private readonly role: 'client' | 'server';
+  private readonly slack: number;
   private readonly timeoutMs: number;
+  private onFirstFrame: (() => void) | undefined;
+  private deadline: NodeJS.Timeout | undefined;
   private readonly signal: AbortSignal | undefined;
   private readonly peer: string;
   private readonly decoder: FrameDecoder;
@@ -295,20 +232,30 @@ class Handshake {
   private readonly interrupts = new Set<(err: FerryError) => void>();
   private tlsSocket: TLSSocket | null = null;
 
-  constructor(socket: Socket, options: HandshakeOptions) {
+  constructor(socket: Socket, role: 'client' | 'server', options: HandshakeOptions) {
     this.socket = socket;
+    this.role = role;
+    this.slack = SLACK_BYTES[role];
     this.timeoutMs = options.timeoutMs;
     this.signal = options.signal;
+    this.onFirstFrame = options.onFirstFrame;
     this.peer = formatPeer(socket.remoteAddress, socket.remotePort);
     this.decoder = new FrameDecoder({
       onFrame: (frame) => {
         this.pending = frame;
         this.decoder.pause();
+        const first = this.onFirstFrame;
+        this.onFirstFrame = undefined;
+        first?.();
       },
       onData: () => {
         throw new FerryError('ERR_UNEXPECTED_FRAME', 'unexpected DATA frame during the secure handshake');
       },
     });
+    if (options.totalMs !== undefined) {
+      const seconds = Number((options.totalMs / 1000).toFixed(3));
+      this.deadline = setTimeout(() => this.setFatal(new FerryError('ERR_TIMEOUT', `${this.peer}: the secure handshake took longer than ${seconds} s`)), options.totalMs);
+    }
     socket.setNoDelay(true);
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
@@ -363,9 +310,9 @@ class Handshake {
     return this.bounded(frame, waitingFor);
   }
 
-  /** `frame` as the one type this step allows; ABORT rejects with the peer's reason. */
+  /** `frame` as the one type this step allows; ABORT rejects with the peer's status, in our words. */
   expect<T extends FrameType>(frame: ControlFrame, type: T): Extract<ControlFrame, { type: T }> {
-    if (frame.type === FrameType.Abort) throw new FerryError(frame.code, frame.message, { remote: true });
+    if (frame.type === FrameType.Abort) throw remoteAbort(frame.code, this.role);
     if (frame.type !== type) {
       const got = FRAME_NAMES.get(frame.type) ?? `0x${frame.type.toString(16)}`;
       throw new FerryError('ERR_UNEXPECTED_FRAME', `unexpected ${got} frame during the secure handshake (expected ${FRAME_NAMES.get(type) ?? type})`);
@@ -444,11 +391,16 @@ class Handshake {
   }
 
   private readonly onData = (chunk: Buffer): void => {
-    if (this.phase !== Phase.Plain) return;
+    // After a failure, input is read and dropped (the ABORT is on its way).
+    if (this.phase !== Phase.Plain || this.fatal) return;
     try {
       this.decoder.push(chunk);
     } catch (err) {
       this.setFatal(toFerryError(err));
+    }
+    // Lock-step: whatever came beyond the frame waited on is refused, not buffered.
+    if (this.fatal === null && this.decoder.isPaused && this.decoder.buffered > this.slack) {
+      this.setFatal(new FerryError('ERR_UNEXPECTED_FRAME', `${this.peer} sent more than the one handshake frame awaited`));
     }
     this.wake?.();
   };
@@ -490,6 +442,7 @@ class Handshake {
   }
 
   private dispose(): void {
+    clearTimeout(this.deadline);
     this.signal?.removeEventListener('abort', this.onAbort);
     this.wake = null;
   }

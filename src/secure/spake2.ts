@@ -11,7 +11,9 @@ import { FerryError } from '../protocol/errors.js';
 import { normalizeCode } from './code.js';
 
 const Point = p256.Point;
-type Point = InstanceType<typeof Point>;
+/** A P-256 point (@noble/curves). */
+export type CurvePoint = InstanceType<typeof Point>;
+type Point = CurvePoint;
 
 /** n, the order of the P-256 group (cofactor 1: every valid point is in the prime-order group). */
 export const P256_ORDER: bigint = Point.Fn.ORDER;
@@ -133,15 +135,48 @@ export function spake2Start(role: Role, w: bigint, scalar: bigint = randomScalar
 }
 
 /**
- * Finishes one side with the peer's share: K, the transcript and the whole
- * key schedule. Throws ERR_MALFORMED_PAYLOAD for a share that is not a valid
- * P-256 point, or whose unblinded value is the identity (RFC 9382, section 7:
- * such a share would make K independent of our secret).
+ * What the peer's share is checked against: its blinding term (w·M when we
+ * are B, w·N when we are A). One scalar multiplication, done once per code,
+ * so that refusing a hostile share costs a decode and a comparison only.
  */
-export function spake2Finish(state: Spake2State, peerShare: Uint8Array, context: Spake2Context = FERRY_SPAKE2): Spake2Keys {
+export interface ShareCheck {
+  readonly role: Role;
+  readonly w: bigint;
+  readonly blind: CurvePoint;
+}
+
+/** The share check for our `role` and password scalar `w`. */
+export function shareCheck(role: Role, w: bigint): ShareCheck {
+  checkScalar(w, 'w');
+  return { role, w, blind: (role === 'A' ? N : M).multiply(w) };
+}
+
+/**
+ * The peer's share as a point, refused (ERR_MALFORMED_PAYLOAD) unless it is
+ * an uncompressed point on P-256 whose unblinded value is not the identity
+ * (RFC 9382, section 7: such a share would make K independent of our secret).
+ * share - blind is the identity exactly when share = blind: a comparison.
+ */
+export function checkShare(check: ShareCheck, peerShare: Uint8Array): CurvePoint {
   const peer = decodeShare(peerShare);
-  const unblinded = peer.subtract((state.role === 'A' ? N : M).multiply(state.w));
-  if (unblinded.is0()) throw new FerryError('ERR_MALFORMED_PAYLOAD', 'malformed PAKE frame: the share unblinds to the identity');
+  if (peer.equals(check.blind)) throw new FerryError('ERR_MALFORMED_PAYLOAD', 'malformed PAKE frame: the share unblinds to the identity');
+  return peer;
+}
+
+/**
+ * Finishes one side with the peer's share: K, the transcript and the whole
+ * key schedule. Throws ERR_MALFORMED_PAYLOAD for a share checkShare()
+ * refuses. `check` (from shareCheck(), same role and w) saves recomputing
+ * the blinding term.
+ */
+export function spake2Finish(
+  state: Spake2State,
+  peerShare: Uint8Array,
+  context: Spake2Context = FERRY_SPAKE2,
+  check: ShareCheck = shareCheck(state.role, state.w),
+): Spake2Keys {
+  if (check.role !== state.role || check.w !== state.w) throw new RangeError('the share check is for another role or password');
+  const unblinded = checkShare(check, peerShare).subtract(check.blind);
   const K = Buffer.from(unblinded.multiply(state.scalar).toBytes(false));
   const [pA, pB] = state.role === 'A' ? [state.share, Buffer.from(peerShare)] : [Buffer.from(peerShare), state.share];
   const transcript = buildTranscript(context.idA, context.idB, pA, pB, K, state.w);

@@ -20,8 +20,9 @@ export interface RawPeer {
   closed(ms?: number): Promise<void>;
 }
 
-export async function rawConnect(port: number, host = '127.0.0.1'): Promise<RawPeer> {
-  const socket = connect({ port, host });
+/** `localAddress` picks the source address (127.0.0.2 and up are loopback too: distinct sources for the receiver). */
+export async function rawConnect(port: number, host = '127.0.0.1', options: { localAddress?: string } = {}): Promise<RawPeer> {
+  const socket = connect({ port, host, ...(options.localAddress ? { localAddress: options.localAddress } : {}) });
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve);
     socket.once('error', reject);
