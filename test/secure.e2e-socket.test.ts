@@ -11,7 +11,8 @@ import { FrameType, HEADER_SIZE, TRAILER_SIZE } from '../src/protocol/constants.
 import { FrameDecoder } from '../src/protocol/decoder.js';
 import { FerryError } from '../src/protocol/errors.js';
 import { encodeAbort, encodeFrame, encodeHello, type ControlFrame } from '../src/protocol/messages.js';
-import { TLS_CIPHERS, secureClient, secureServer } from '../src/secure/handshake.js';
+import { secureClient, secureServer } from '../src/secure/handshake.js';
+import { TLS_CIPHERS } from '../src/secure/tls.js';
 import { CodeGuard } from '../src/secure/limiter.js';
 import { passwordScalar, spake2Finish, spake2Start } from '../src/secure/spake2.js';
 

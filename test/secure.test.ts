@@ -3,7 +3,7 @@ import { p256 } from '@noble/curves/nist.js';
 import { describe, expect, test, vi } from 'vitest';
 import { FerryError } from '../src/protocol/errors.js';
 import { CODE_ENTROPY_BITS, generateCode, normalizeCode } from '../src/secure/code.js';
-import { tlsPsk } from '../src/secure/handshake.js';
+import { tlsPsk } from '../src/secure/tls.js';
 import { CodeGuard, sourceKey } from '../src/secure/limiter.js';
 import { within } from './support/files.js';
 import {

@@ -19,7 +19,7 @@ import { DEFAULT_TIMEOUT_MS } from '../connection.js';
 import type { EventListener } from '../events.js';
 import { SUPPORTED_ALGORITHMS, algorithmByName, type HashAlgorithm } from '../hash.js';
 import { FerryError, exitCodeOf } from '../protocol/errors.js';
-import { normalizeCode } from '../secure/index.js';
+import { normalizeCode, prepareClient } from '../secure/index.js';
 import type { SendContext } from './attempt.js';
 import { Results, type FileResult } from './results.js';
 import { sendWithRetries } from './retry.js';
@@ -78,6 +78,8 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   const started = performance.now();
   const emit: EventListener = options.onEvent ?? (() => {});
   const { forced, retries, chunkSize } = checkOptions(options);
+  // The password hash (~50 ms) runs while the paths are walked and the receiver dialled.
+  if (options.code !== undefined) prepareClient(options.code);
   const entries = await collect(options.files, { stdinName: options.stdinName, emit });
   emitPlan(entries, emit);
 
