@@ -7,6 +7,7 @@
 import yargs from 'yargs';
 import { DEFAULT_TIMEOUT_MS } from './connection.js';
 import { FerryError } from './protocol/errors.js';
+import { checkCode } from './secure/code.js';
 import { DEFAULT_PORT, type ReceiveOptions } from './receiver/index.js';
 import type { SendOptions } from './sender/index.js';
 
@@ -163,14 +164,24 @@ function usage(message: string): FerryError {
   return new FerryError('ERR_USAGE', message);
 }
 
-/** --code, else FERRY_CODE (so the code need not be in argv, which other local users can read); none with --insecure. */
+/**
+ * --code, else FERRY_CODE (so the code need not be in argv, which other local
+ * users can read), in its canonical spelling; none with --insecure. A code
+ * that is not one is refused here, saying which of the two it came from.
+ */
 function codeOf(args: { code?: string | undefined; insecure: boolean }, env: Env): string | undefined {
   if (args.insecure) {
     if (args.code !== undefined) throw usage('--code and --insecure do not go together');
     return undefined;
   }
   // Empty means unset: `--code "$CODE"` with CODE unset must not pass as a code.
-  return args.code || env.FERRY_CODE || undefined;
+  const [source, code] = args.code ? ['--code', args.code] : ['FERRY_CODE', env.FERRY_CODE];
+  if (!code) return undefined;
+  try {
+    return checkCode(code);
+  } catch (err) {
+    throw usage(`${source}: ${(err as Error).message}`);
+  }
 }
 
 function timeoutMs(seconds: number): number {

@@ -64,7 +64,7 @@ describe('the files', () => {
 
 describe('the code', () => {
   test('--code, else FERRY_CODE; --code wins', () => {
-    expect(sendOf(['f', '--to', 'h', '--code', '1-a-b-c'], { FERRY_CODE: CODE }).code).toBe('1-a-b-c');
+    expect(sendOf(['f', '--to', 'h', '--code', '1-apple-banana-cherry'], { FERRY_CODE: CODE }).code).toBe('1-apple-banana-cherry');
     expect(sendOf(['f', '--to', 'h'], { FERRY_CODE: CODE }).code).toBe(CODE);
   });
 
@@ -80,6 +80,42 @@ describe('the code', () => {
     const insecure = sendOf(['f', '--to', 'h', '--insecure'], { FERRY_CODE: CODE });
     expect(insecure.insecure).toBe(true);
     expect(insecure).not.toHaveProperty('code');
+  });
+});
+
+describe('a code that is not one: ERR_USAGE naming what is wrong, before anything dials', () => {
+  test('one letter wrong in one word: that word, and the list word it was meant to be', () => {
+    expect(usageError(['send', 'f', '--to', 'h', '--code', '7-orbit-velvet-cactos']).message).toBe(
+      `--code: the code's third word, "cactos", is not in ferry's word list; did you mean "cactus"?`,
+    );
+    expect(usageError(['send', 'f', '--to', 'h'], { FERRY_CODE: '7-orbit-velevt-cactus' }).message).toBe(
+      `FERRY_CODE: the code's second word, "velevt", is not in ferry's word list; did you mean "velvet"?`,
+    );
+    expect(usageError(['receive', '--code', '7-obrit-velvet-cactus']).message).toMatch(/"obrit".*did you mean "orbit"\?$/);
+  });
+
+  test('no suggestion when no list word is near, or two are equally near', () => {
+    // "cane" is one letter from both "canoe" and "crane".
+    expect(usageError(['send', 'f', '--to', 'h', '--code', '7-cane-velvet-xyzzy']).message).toBe(
+      `--code: the code's first word, "cane", is not in ferry's word list; the code's third word, "xyzzy", is not in ferry's word list`,
+    );
+  });
+
+  test.each([
+    ['07-orbit-velvet-cactus', "the code's number is written without a leading zero: 7, not 07"],
+    ['0-orbit-velvet-cactus', "the code's number is 1 to 999, not 0"],
+    ['1000-orbit-velvet-cactus', "the code's number is 1 to 999, not 1000"],
+    ['seven-orbit-velvet-cactus', 'the code must begin with its number (1 to 999), not "seven"'],
+    ['7-orbit-velvet', 'code must look like 7-orbit-velvet-cactus: a number and three words, not 3 parts'],
+    ['7-orbit-velvet-cactus-apple', 'code must look like 7-orbit-velvet-cactus: a number and three words, not 5 parts'],
+  ])('%j: %s', (code, message) => {
+    expect(usageError(['send', 'f', '--to', 'h', '--code', code]).message).toBe(`--code: ${message}`);
+  });
+
+  test('any case, spaces or underscores for dashes: taken, in the one spelling both sides hash', () => {
+    expect(sendOf(['f', '--to', 'h', '--code', '7 Orbit VELVET  cactus']).code).toBe(CODE);
+    expect(sendOf(['f', '--to', 'h'], { FERRY_CODE: '  12_apple - Banana\tcherry\n' }).code).toBe('12-apple-banana-cherry');
+    expect(parseArgs(['receive', '--code', '7 ORBIT velvet cactus'])).toMatchObject({ options: { code: CODE } });
   });
 });
 
