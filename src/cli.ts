@@ -14,6 +14,8 @@ import type { SendOptions } from './sender/index.js';
 export interface OutputArgs {
   json: boolean;
   quiet: boolean;
+  /** Every file's full line, digest included, however many files. */
+  verbose: boolean;
 }
 
 /** What `ferry send` will do. `code` is absent when none was given (main.ts may ask for it) and with --insecure. */
@@ -48,6 +50,7 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
     .usage('$0 <command>\n\nFast, verified file transfer: `ferry receive` on one host, `ferry send FILE --to HOST` on the other.')
     .option('json', { type: 'boolean', default: false, describe: 'newline-delimited JSON events on stdout' })
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'no progress bar, no summary lines (errors still print)' })
+    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: "each file's full line with its digest and path, however many files" })
     .option('timeout', { type: 'number', default: DEFAULT_TIMEOUT_MS / 1000, describe: 'seconds to wait for a silent peer' })
     .option('code', { type: 'string', describe: 'the one-time code (default: FERRY_CODE; a receiver makes a fresh one; a sender on a terminal asks)' })
     .option('insecure', { type: 'boolean', default: false, describe: 'no code, no encryption: plain TCP (both sides must say so)' })
@@ -67,7 +70,7 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
           .option('stdout', { type: 'boolean', default: false, describe: 'write the one incoming file to standard output (implies --once; messages go to stderr)' })
           .option('clean', { type: 'boolean', default: false, describe: 'delete the partial files kept for resuming (.ferry-*.part) under --dir, and exit' }),
       (args) => {
-        const output = { json: args.json, quiet: args.quiet };
+        const output = outputArgs(args);
         parsed = args.clean ? { command: 'clean', output, dir: args.dir } : { command: 'receive', output, options: receiveRequest(args, env) };
       },
     )
@@ -84,7 +87,7 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
           .option('hash', { type: 'string', choices: ['blake3', 'sha256'], describe: 'hash algorithm (default: the fastest both sides know)' })
           .option('chunk-size', { type: 'number', describe: 'bytes per data frame (default 1 MiB)' }),
       (args) => {
-        parsed = { command: 'send', output: { json: args.json, quiet: args.quiet }, options: sendRequest(args, env) };
+        parsed = { command: 'send', output: outputArgs(args), options: sendRequest(args, env) };
       },
     )
     .demandCommand(1, 'name a command: receive or send')
@@ -101,6 +104,10 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
       printed = output;
     });
   return parsed ?? { command: 'print', text: printed };
+}
+
+function outputArgs(args: { json: boolean; quiet: boolean; verbose: boolean }): OutputArgs {
+  return { json: args.json, quiet: args.quiet, verbose: args.verbose };
 }
 
 interface CommonArgs {

@@ -59,8 +59,8 @@ describe('ferry send | ferry receive', () => {
     const tx = await run(['send', a.path, b.path, '--to', `127.0.0.1:${rx.port}`]);
     expect(tx.code).toBe(0);
     expect(tx.stdout.split('\n')).toEqual([
-      expect.stringMatching(/^sent a\.txt: 10 B .* verified/),
-      expect.stringMatching(/^sent b\.txt: 20 B .* verified/),
+      expect.stringMatching(/^sent a\.txt: 10 B, .* verified by the receiver$/),
+      expect.stringMatching(/^sent b\.txt: 20 B, .* verified by the receiver$/),
       expect.stringMatching(/^sent 2 files, 30 B in .* all verified$/),
     ]);
     expect(tx.stderr).toBe('');

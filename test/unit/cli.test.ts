@@ -138,13 +138,13 @@ describe('receive and clean', () => {
   test('the defaults, and every option', () => {
     expect(parseArgs(['receive', '--code', CODE])).toEqual({
       command: 'receive',
-      output: { json: false, quiet: false },
+      output: { json: false, quiet: false, verbose: false },
       options: { dir: '.', port: 7878, once: false, overwrite: false, allowHidden: false, timeoutMs: 30_000, fsync: true, insecure: false, stdout: false, code: CODE },
     });
-    const all = parseArgs(['receive', '-d', '/in', '--host', '::1', '-p', '0', '--once', '--overwrite', '--allow-hidden', '--max-size', '10', '--no-fsync', '--stdout', '--json', '-q'], { FERRY_CODE: CODE });
+    const all = parseArgs(['receive', '-d', '/in', '--host', '::1', '-p', '0', '--once', '--overwrite', '--allow-hidden', '--max-size', '10', '--no-fsync', '--stdout', '--json', '-q', '-v'], { FERRY_CODE: CODE });
     expect(all).toMatchObject({
       command: 'receive',
-      output: { json: true, quiet: true },
+      output: { json: true, quiet: true, verbose: true },
       options: { dir: '/in', host: '::1', port: 0, once: true, overwrite: true, allowHidden: true, maxSize: 10, fsync: false, stdout: true, code: CODE },
     });
   });
@@ -156,7 +156,7 @@ describe('receive and clean', () => {
   });
 
   test('--clean names the folder and nothing else runs', () => {
-    expect(parseArgs(['receive', '--clean', '--dir', '/in'])).toEqual({ command: 'clean', output: { json: false, quiet: false }, dir: '/in' });
+    expect(parseArgs(['receive', '--clean', '--dir', '/in'])).toEqual({ command: 'clean', output: { json: false, quiet: false, verbose: false }, dir: '/in' });
   });
 });
 
@@ -175,5 +175,11 @@ describe('yargs', () => {
     const sendHelp = parseArgs(['send', '--help']);
     expect(sendHelp.command === 'print' && sendHelp.text).toMatch(/--retries/);
     expect(parseArgs(['--version'])).toMatchObject({ command: 'print', text: expect.stringMatching(/^\d+\.\d+\.\d+/) });
+  });
+
+  test('-v and --verbose, on either side of the command', () => {
+    expect(parseArgs(['-v', 'receive', '--code', CODE])).toMatchObject({ output: { verbose: true } });
+    expect(parseArgs(['send', 'f', '--to', 'h', '--verbose'], { FERRY_CODE: CODE })).toMatchObject({ output: { verbose: true } });
+    expect(parseArgs(['send', 'f', '--to', 'h'], { FERRY_CODE: CODE })).toMatchObject({ output: { verbose: false } });
   });
 });
