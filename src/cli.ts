@@ -4,8 +4,10 @@
  * anything (unit tests call it). src/main.ts is the process entry that
  * carries the request out and maps errors to exit codes.
  */
+import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { DEFAULT_TIMEOUT_MS } from './connection.js';
+import { PROTOCOL_VERSION } from './protocol/constants.js';
 import { FerryError } from './protocol/errors.js';
 import { checkCode } from './secure/code.js';
 import { DEFAULT_PORT, type ReceiveOptions } from './receiver/index.js';
@@ -32,7 +34,7 @@ export type Parsed =
   | { command: 'send'; output: OutputArgs; options: SendRequest }
   | { command: 'receive'; output: OutputArgs; options: ReceiveRequest }
   | { command: 'clean'; output: OutputArgs; dir: string }
-  /** --help or --version: text to print, nothing to run. */
+  /** --help, --version, `completion` and shell completions: text to print, nothing to run. */
   | { command: 'print'; text: string };
 
 export type Env = Record<string, string | undefined>;
@@ -90,10 +92,11 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
         parsed = { command: 'send', output: outputArgs(args), options: sendRequest(args, env) };
       },
     )
+    .completion('completion', 'print a bash or zsh completion script (for the shell in $SHELL): ferry completion >> ~/.bashrc', completeWord)
     .demandCommand(1, 'name a command: receive or send')
     .strict()
     .help()
-    .version()
+    .version(versionText())
     .exitProcess(false)
     .wrap(Math.min(100, columns))
     .fail((message, err) => {
@@ -108,6 +111,36 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
 
 function outputArgs(args: { json: boolean; quiet: boolean; verbose: boolean }): OutputArgs {
   return { json: args.json, quiet: args.quiet, verbose: args.verbose };
+}
+
+/**
+ * yargs offers every command and option whatever was typed, leaving the
+ * shell to keep those that fit; ferry keeps them itself, so that `ferry rec`
+ * completes to `receive` alike in every shell and in a test.
+ */
+function completeWord(current: string, _argv: unknown, defaults: (done: (err: Error | null, list?: string[]) => void) => void, done: (list: string[]) => void): void {
+  defaults((_err, list) => done((list ?? []).filter((candidate) => candidate.startsWith(current))));
+}
+
+let version: string | undefined;
+
+/**
+ * `ferry 0.1.0 (protocol 1)`: which ferry, and which wire protocol it
+ * speaks, the one thing two ferries must agree on. Read from the package's
+ * own package.json (one level above both src/ and dist/), not the one yargs
+ * would look for from the working directory.
+ */
+function versionText(): string {
+  if (version === undefined) {
+    let number = 'unknown';
+    try {
+      number = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    } catch {
+      // A copy of the bundle without its package.json: the protocol is still worth printing.
+    }
+    version = `ferry ${number} (protocol ${PROTOCOL_VERSION})`;
+  }
+  return version;
 }
 
 interface CommonArgs {

@@ -1,6 +1,8 @@
 /** Argument parsing (src/cli.ts) without running anything: what each command line asks for, or the usage error it is. */
-import { describe, expect, test } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, test, vi } from 'vitest';
 import { parseArgs, parseTarget, type Parsed } from '../../src/cli.js';
+import { PROTOCOL_VERSION } from '../../src/protocol/constants.js';
 import type { FerryError } from '../../src/protocol/errors.js';
 
 const CODE = '7-orbit-velvet-cactus';
@@ -119,6 +121,42 @@ describe('a code that is not one: ERR_USAGE naming what is wrong, before anythin
   });
 });
 
+describe('shell completion', () => {
+  afterEach(() => {
+    vi.unstubAllEnvs();
+  });
+
+  /** What `ferry --get-yargs-completions ferry WORDS...` prints: what the shell offers after `ferry WORDS`. */
+  function completions(...words: string[]): string[] {
+    const parsed = parseArgs(['--get-yargs-completions', 'ferry', ...words]);
+    if (parsed.command !== 'print') throw new Error(`parsed as ${parsed.command}`);
+    return parsed.text === '' ? [] : parsed.text.split('\n');
+  }
+
+  test('`ferry completion` prints a bash script that asks ferry for its completions (zsh from zsh)', () => {
+    vi.stubEnv('SHELL', '/bin/bash');
+    vi.stubEnv('ZSH_NAME', '');
+    const bash = parseArgs(['completion']);
+    expect(bash.command === 'print' && bash.text).toMatch(/ferry --get-yargs-completions/);
+    expect(bash.command === 'print' && bash.text).toMatch(/^complete .* ferry$/m);
+    vi.stubEnv('SHELL', '/usr/bin/zsh');
+    const zsh = parseArgs(['completion']);
+    expect(zsh.command === 'print' && zsh.text).toMatch(/^#compdef ferry$/m);
+  });
+
+  test('commands, options and choices complete from what is typed', () => {
+    vi.stubEnv('SHELL', '/bin/bash');
+    vi.stubEnv('ZSH_NAME', '');
+    expect(completions('rec')).toEqual(['receive']);
+    expect(completions('se')).toEqual(['send']);
+    expect(completions('receive', '--ov')).toEqual(['--overwrite']);
+    expect(completions('send', 'a.txt', '--ti')).toEqual(['--timeout']);
+    expect(completions('send', '--hash', '')).toEqual(['blake3', 'sha256']);
+    // Nothing fits: the shell falls back to file names.
+    expect(completions('send', './fi')).toEqual([]);
+  });
+});
+
 describe('numbers', () => {
   test('--timeout: seconds, to milliseconds; zero, negative or not a number refused', () => {
     expect(sendOf(['f', '--to', 'h']).timeoutMs).toBe(30_000);
@@ -174,7 +212,11 @@ describe('yargs', () => {
     expect(help.command === 'print' && help.text).toMatch(/ferry send FILE --to HOST/);
     const sendHelp = parseArgs(['send', '--help']);
     expect(sendHelp.command === 'print' && sendHelp.text).toMatch(/--retries/);
-    expect(parseArgs(['--version'])).toMatchObject({ command: 'print', text: expect.stringMatching(/^\d+\.\d+\.\d+/) });
+  });
+
+  test('--version names ferry, its version from package.json, and the protocol version it speaks', () => {
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    expect(parseArgs(['--version'])).toEqual({ command: 'print', text: `ferry ${version} (protocol ${PROTOCOL_VERSION})` });
   });
 
   test('-v and --verbose, on either side of the command', () => {
