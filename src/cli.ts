@@ -92,7 +92,7 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
         parsed = { command: 'send', output: outputArgs(args), options: sendRequest(args, env) };
       },
     )
-    .completion('completion', 'print a bash or zsh completion script (for the shell in $SHELL): ferry completion >> ~/.bashrc', completeWord)
+    .completion('completion', 'print a bash or zsh completion script (zsh when $SHELL is zsh): ferry completion >> ~/.bashrc', completeWord)
     .demandCommand(1, 'name a command: receive or send')
     .strict()
     .help()
