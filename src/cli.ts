@@ -4,15 +4,20 @@
  * anything (unit tests call it). src/main.ts is the process entry that
  * carries the request out and maps errors to exit codes.
  */
+import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { DEFAULT_TIMEOUT_MS } from './connection.js';
+import { PROTOCOL_VERSION } from './protocol/constants.js';
 import { FerryError } from './protocol/errors.js';
+import { checkCode } from './secure/code.js';
 import { DEFAULT_PORT, type ReceiveOptions } from './receiver/index.js';
 import type { SendOptions } from './sender/index.js';
 
 export interface OutputArgs {
   json: boolean;
   quiet: boolean;
+  /** Every file's full line, digest included, however many files. */
+  verbose: boolean;
 }
 
 /** What `ferry send` will do. `code` is absent when none was given (main.ts may ask for it) and with --insecure. */
@@ -29,7 +34,7 @@ export type Parsed =
   | { command: 'send'; output: OutputArgs; options: SendRequest }
   | { command: 'receive'; output: OutputArgs; options: ReceiveRequest }
   | { command: 'clean'; output: OutputArgs; dir: string }
-  /** --help or --version: text to print, nothing to run. */
+  /** --help, --version, `completion` and shell completions: text to print, nothing to run. */
   | { command: 'print'; text: string };
 
 export type Env = Record<string, string | undefined>;
@@ -47,6 +52,7 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
     .usage('$0 <command>\n\nFast, verified file transfer: `ferry receive` on one host, `ferry send FILE --to HOST` on the other.')
     .option('json', { type: 'boolean', default: false, describe: 'newline-delimited JSON events on stdout' })
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'no progress bar, no summary lines (errors still print)' })
+    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: "each file's full line with its digest and path, however many files" })
     .option('timeout', { type: 'number', default: DEFAULT_TIMEOUT_MS / 1000, describe: 'seconds to wait for a silent peer' })
     .option('code', { type: 'string', describe: 'the one-time code (default: FERRY_CODE; a receiver makes a fresh one; a sender on a terminal asks)' })
     .option('insecure', { type: 'boolean', default: false, describe: 'no code, no encryption: plain TCP (both sides must say so)' })
@@ -66,7 +72,7 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
           .option('stdout', { type: 'boolean', default: false, describe: 'write the one incoming file to standard output (implies --once; messages go to stderr)' })
           .option('clean', { type: 'boolean', default: false, describe: 'delete the partial files kept for resuming (.ferry-*.part) under --dir, and exit' }),
       (args) => {
-        const output = { json: args.json, quiet: args.quiet };
+        const output = outputArgs(args);
         parsed = args.clean ? { command: 'clean', output, dir: args.dir } : { command: 'receive', output, options: receiveRequest(args, env) };
       },
     )
@@ -83,13 +89,14 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
           .option('hash', { type: 'string', choices: ['blake3', 'sha256'], describe: 'hash algorithm (default: the fastest both sides know)' })
           .option('chunk-size', { type: 'number', describe: 'bytes per data frame (default 1 MiB)' }),
       (args) => {
-        parsed = { command: 'send', output: { json: args.json, quiet: args.quiet }, options: sendRequest(args, env) };
+        parsed = { command: 'send', output: outputArgs(args), options: sendRequest(args, env) };
       },
     )
+    .completion('completion', 'print a bash or zsh completion script (zsh when $SHELL is zsh): ferry completion >> ~/.bashrc', completeWord)
     .demandCommand(1, 'name a command: receive or send')
     .strict()
     .help()
-    .version()
+    .version(versionText())
     .exitProcess(false)
     .wrap(Math.min(100, columns))
     .fail((message, err) => {
@@ -100,6 +107,40 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
       printed = output;
     });
   return parsed ?? { command: 'print', text: printed };
+}
+
+function outputArgs(args: { json: boolean; quiet: boolean; verbose: boolean }): OutputArgs {
+  return { json: args.json, quiet: args.quiet, verbose: args.verbose };
+}
+
+/**
+ * yargs offers every command and option whatever was typed, leaving the
+ * shell to keep those that fit; ferry keeps them itself, so that `ferry rec`
+ * completes to `receive` alike in every shell and in a test.
+ */
+function completeWord(current: string, _argv: unknown, defaults: (done: (err: Error | null, list?: string[]) => void) => void, done: (list: string[]) => void): void {
+  defaults((_err, list) => done((list ?? []).filter((candidate) => candidate.startsWith(current))));
+}
+
+let version: string | undefined;
+
+/**
+ * `ferry 0.1.0 (protocol 1)`: which ferry, and which wire protocol it
+ * speaks, the one thing two ferries must agree on. Read from the package's
+ * own package.json (one level above both src/ and dist/), not the one yargs
+ * would look for from the working directory.
+ */
+function versionText(): string {
+  if (version === undefined) {
+    let number = 'unknown';
+    try {
+      number = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    } catch {
+      // A copy of the bundle without its package.json: the protocol is still worth printing.
+    }
+    version = `ferry ${number} (protocol ${PROTOCOL_VERSION})`;
+  }
+  return version;
 }
 
 interface CommonArgs {
@@ -163,14 +204,24 @@ function usage(message: string): FerryError {
   return new FerryError('ERR_USAGE', message);
 }
 
-/** --code, else FERRY_CODE (so the code need not be in argv, which other local users can read); none with --insecure. */
+/**
+ * --code, else FERRY_CODE (so the code need not be in argv, which other local
+ * users can read), in its canonical spelling; none with --insecure. A code
+ * that is not one is refused here, saying which of the two it came from.
+ */
 function codeOf(args: { code?: string | undefined; insecure: boolean }, env: Env): string | undefined {
   if (args.insecure) {
     if (args.code !== undefined) throw usage('--code and --insecure do not go together');
     return undefined;
   }
   // Empty means unset: `--code "$CODE"` with CODE unset must not pass as a code.
-  return args.code || env.FERRY_CODE || undefined;
+  const [source, code] = args.code ? ['--code', args.code] : ['FERRY_CODE', env.FERRY_CODE];
+  if (!code) return undefined;
+  try {
+    return checkCode(code);
+  } catch (err) {
+    throw usage(`${source}: ${(err as Error).message}`);
+  }
 }
 
 function timeoutMs(seconds: number): number {

@@ -12,6 +12,7 @@ import { jsonLine, Output } from './output/index.js';
 import { terminalSafe } from './printable.js';
 import { FerryError, toFerryError } from './protocol/errors.js';
 import { askCode } from './prompt.js';
+import { checkCode } from './secure/code.js';
 import { receive } from './receiver/index.js';
 import { cleanPartials } from './receiver/partials.js';
 import { send } from './sender/index.js';
@@ -38,7 +39,8 @@ function signalController(): AbortController {
 async function codeFor(options: SendRequest): Promise<string | undefined> {
   if (options.code !== undefined || options.insecure) return options.code;
   // Standard input that carries the file, or is no terminal, cannot also answer a question.
-  if (process.stdin.isTTY === true && !options.files.includes('-')) return askCode(process.stdin, process.stderr);
+  // Checked as soon as it is typed, so a slip is named before anything dials the receiver.
+  if (process.stdin.isTTY === true && !options.files.includes('-')) return checkCode(await askCode(process.stdin, process.stderr));
   throw new FerryError('ERR_USAGE', 'give the code the receiver printed: --code CODE, or FERRY_CODE=CODE (or --insecure on both sides)');
 }
 

@@ -2,11 +2,13 @@
  * The real CLI, as users and scripts run it: child processes over real
  * sockets on port 0, in temp folders.
  */
+import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { TEST_CODE, ferry, receiver, run } from './support/cli.js';
+import { PROTOCOL_VERSION } from '../src/protocol/constants.js';
+import { CLI, TEST_CODE, ferry, receiver, run } from './support/cli.js';
 import { fingerprint, listing, partials, tempDir, visible, writeSample } from './support/files.js';
 import { closedPort } from './support/ports.js';
 import { startProxy } from './support/proxy.js';
@@ -59,8 +61,8 @@ describe('ferry send | ferry receive', () => {
     const tx = await run(['send', a.path, b.path, '--to', `127.0.0.1:${rx.port}`]);
     expect(tx.code).toBe(0);
     expect(tx.stdout.split('\n')).toEqual([
-      expect.stringMatching(/^sent a\.txt: 10 B .* verified/),
-      expect.stringMatching(/^sent b\.txt: 20 B .* verified/),
+      expect.stringMatching(/^sent a\.txt: 10 B, .* verified by the receiver$/),
+      expect.stringMatching(/^sent b\.txt: 20 B, .* verified by the receiver$/),
       expect.stringMatching(/^sent 2 files, 30 B in .* all verified$/),
     ]);
     expect(tx.stderr).toBe('');
@@ -105,6 +107,32 @@ describe('ferry send | ferry receive', () => {
     expect((await run(['send', file.path, '--to', `127.0.0.1:${rx.port}`])).code).toBe(0);
     expect(await rx.exit()).toBe(0);
     expect(fingerprint(await readFile(join(dst, 'replace.txt')))).toEqual(fingerprint(file.content));
+  });
+});
+
+describe('about ferry itself', () => {
+  /** `ferry ARGS` run from `cwd`, with a deadline. */
+  function inFolder(cwd: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string }> {
+    return new Promise((resolve, reject) => {
+      execFile(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, ...env }, timeout: 10_000 }, (err, stdout) => {
+        if (err && typeof err.code !== 'number') reject(err);
+        else resolve({ code: err ? (err.code as number) : 0, stdout });
+      });
+    });
+  }
+
+  test('--version from any folder: the package version and the protocol', async () => {
+    const { version } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    // From a folder with no package.json of its own (yargs's own lookup said "unknown" there).
+    expect(await inFolder(await tempDir(), ['--version'])).toEqual({ code: 0, stdout: `ferry ${version} (protocol ${PROTOCOL_VERSION})\n` });
+  });
+
+  test('`ferry completion` prints a script the shell runs, and the completions it asks for', async () => {
+    const dir = await tempDir();
+    const script = await inFolder(dir, ['completion'], { SHELL: '/bin/bash', ZSH_NAME: '' });
+    expect(script.code).toBe(0);
+    expect(script.stdout).toMatch(/ferry --get-yargs-completions/);
+    expect(await inFolder(dir, ['--get-yargs-completions', 'ferry', 'rec'], { SHELL: '/bin/bash' })).toEqual({ code: 0, stdout: 'receive\n' });
   });
 });
 

@@ -2,14 +2,16 @@
  * Turns transfer events into what a person or a script sees:
  * --json: one JSON object per line (src/output/json.ts), every event;
  * otherwise: progress bars on stderr when it is a terminal (bars.ts), one
- * summary line per file on stdout (lines.ts; none with --quiet), and errors
- * as one line on stderr. Every human line passes terminalSafe() last.
+ * short line per file on stdout (lines.ts; none with --quiet), a running
+ * count instead for many files (many-files.ts), and errors as one line on
+ * stderr. Every human line passes terminalSafe() last.
  */
 import type { FerryEvent } from '../events.js';
 import { terminalSafe } from '../printable.js';
 import { ProgressBars } from './bars.js';
 import { jsonLine } from './json.js';
-import { listeningLines, receivedLine, retryLine, sentLine, skippedLine, summaryLine } from './lines.js';
+import { listeningLines, retryLine, skippedLine, summaryLine } from './lines.js';
+import { ManyFiles } from './many-files.js';
 
 export { formatBytes } from './format.js';
 export { jsonLine } from './json.js';
@@ -17,6 +19,10 @@ export { jsonLine } from './json.js';
 export interface OutputOptions {
   json: boolean;
   quiet: boolean;
+  /** -v: every file's full line (digest, path), however many files. */
+  verbose?: boolean;
+  /** Milliseconds, for the running count's pace; performance.now() by default (tests pass their own). */
+  now?: () => number;
   /** Draw progress bars (stderr is a terminal, not --json, not --quiet). */
   bars: boolean;
   /** Where JSON and summary lines go: stdout, or stderr when stdout carries a file (receive --stdout). */
@@ -25,14 +31,12 @@ export interface OutputOptions {
   err?: NodeJS.WritableStream;
 }
 
-/** Above this many files and folders in one send, one line per file gives way to the summary alone. */
-const LINES_PER_FILE_UP_TO = 100;
-
 export class Output {
   private readonly options: OutputOptions;
   private readonly out: NodeJS.WritableStream;
   private readonly err: NodeJS.WritableStream;
   private readonly bars: ProgressBars | null;
+  private readonly files: ManyFiles;
   /** Files and folders the sender's plan holds (0 until the plan arrives). */
   private planned = 0;
 
@@ -41,6 +45,7 @@ export class Output {
     this.out = options.out ?? process.stdout;
     this.err = options.err ?? process.stderr;
     this.bars = options.bars && !options.json ? new ProgressBars(this.err) : null;
+    this.files = new ManyFiles({ verbose: options.verbose ?? false, ...(options.now ? { now: options.now } : {}) });
   }
 
   readonly handle = (event: FerryEvent): void => {
@@ -53,6 +58,7 @@ export class Output {
       case 'plan':
         this.planned = event.files + event.directories;
         this.bars?.setPlan(event);
+        this.files.setPlan(event);
         return;
       case 'skipped':
         return this.errorLine(skippedLine(event));
@@ -75,14 +81,12 @@ export class Output {
         return;
       case 'sent':
         this.bars?.finish('send', event.name, undefined, event.bytes);
-        if (this.planned > LINES_PER_FILE_UP_TO) return;
-        return this.line(sentLine(event));
-      case 'received': {
-        this.bars?.finish('receive', event.name, event.peer, event.bytes);
-        const text = receivedLine(event);
-        if (text !== null) this.line(text);
+        for (const text of this.files.sent(event)) this.line(text);
         return;
-      }
+      case 'received':
+        this.bars?.finish('receive', event.name, event.peer, event.bytes);
+        for (const text of this.files.received(event)) this.line(text);
+        return;
       case 'error':
         if (event.name !== undefined) {
           this.bars?.finish('send', event.name, undefined, 0);

@@ -41,23 +41,58 @@ export function summaryLine(event: SummaryEvent): string {
   return `${event.side === 'send' ? 'sent' : 'received'} ${files}${folders}, ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} (${rate(event.bytes, event.seconds)}), ${outcome}`;
 }
 
-export function sentLine(event: SentEvent): string {
+/**
+ * A sent file as one line short enough not to wrap: name, size, time, rate.
+ * `verbose` (-v) is the long line, with the digest the receiver checked (64
+ * hex digits for either hash).
+ */
+export function sentLine(event: SentEvent, verbose = false): string {
   if (event.directory || !event.hash) return `sent folder ${printableName(event.name)}`;
   const resumed = event.resumedFrom > 0 ? `, resumed at ${formatBytes(event.resumedFrom)}` : '';
+  const name = printableName(event.name);
+  if (!verbose) return `sent ${name}: ${formatBytes(event.bytes)}, ${formatSeconds(event.seconds)}, ${rate(event.transferred, event.seconds)}${resumed}, verified by the receiver`;
   return (
-    `sent ${printableName(event.name)}: ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} ` +
+    `sent ${name}: ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} ` +
     `(${rate(event.transferred, event.seconds)}${resumed}), ${event.hash.algorithm} ${event.hash.digest} verified by the receiver`
   );
 }
 
-/** Null for a folder: the receiver prints files only. */
-export function receivedLine(event: ReceivedEvent): string | null {
+/**
+ * Null for a folder: the receiver prints files only. The short line leaves
+ * out the digest, the path (--dir and the name) and the sender, which
+ * senderLine() gives above it; `verbose` is the long line, with all three.
+ */
+export function receivedLine(event: ReceivedEvent, verbose = false): string | null {
   if (event.directory || !event.hash) return null;
   const resumed = event.resumedFrom > 0 ? `, resumed at ${formatBytes(event.resumedFrom)}` : '';
+  const name = printableName(event.name);
+  const speed = rate(event.bytes - event.resumedFrom, event.seconds);
+  if (!verbose) return `received ${name}: ${formatBytes(event.bytes)}, ${formatSeconds(event.seconds)}, ${speed}${resumed}, verified`;
+  // The path holds the peer's name: quoted and escaped as the name is, when it needs to be.
   return (
-    `received ${printableName(event.name)} from ${event.peer}: ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} ` +
-    `(${rate(event.bytes - event.resumedFrom, event.seconds)}${resumed}), ${event.hash.algorithm} ${event.hash.digest} verified, saved as ${event.path}`
+    `received ${name} from ${event.peer}: ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} ` +
+    `(${speed}${resumed}), ${event.hash.algorithm} ${event.hash.digest} verified, saved as ${printableName(event.path)}`
   );
+}
+
+/** Above the short lines of a sender's files whenever the sender is not the one of the line before. */
+export function senderLine(peer: string): string {
+  return `from ${peer}:`;
+}
+
+/** The sender's running count, when there are too many files for a line each. */
+export function sentTallyLine(files: number, planned: number, bytes: number, plannedBytes: number): string {
+  return `sent ${files} of ${planned} files so far, ${formatBytes(bytes)} of ${formatBytes(plannedBytes)}`;
+}
+
+/** Printed once per sender, the moment its files stop getting a line each. */
+export function countingLine(peer: string, listed: number): string {
+  return `over ${listed} files from ${peer}: counting instead of listing (-v lists each)`;
+}
+
+/** The receiver's running count of one sender's files, in place of a line each. */
+export function receivedTallyLine(peer: string, files: number, bytes: number): string {
+  return `received ${files} files from ${peer} so far, ${formatBytes(bytes)}, each verified`;
 }
 
 /** An address the other host can dial: a wildcard becomes this host's first external IPv4 address. */

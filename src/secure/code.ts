@@ -5,6 +5,7 @@
  * format. Pure functions: no sockets, no timers.
  */
 import { randomInt } from 'node:crypto';
+import { printable } from '../printable.js';
 import { FerryError } from '../protocol/errors.js';
 import { WORDS } from './words.js';
 
@@ -35,10 +36,96 @@ export function generateCode(): string {
  * without leading zeros followed by three list words.
  */
 export function normalizeCode(input: string): string {
-  const code = input.trim().toLowerCase().replace(SEPARATORS, '-');
-  const parts = code.split('-');
-  const valid =
-    parts.length === 1 + CODE_WORDS && NUMBER.test(parts[0]!) && parts.slice(1).every((word) => WORD_SET.has(word));
-  if (!valid) throw new FerryError('ERR_USAGE', 'code must look like 7-orbit-velvet-cactus');
+  const code = canonical(input);
+  if (codeProblem(code) !== null) throw new FerryError('ERR_USAGE', CODE_SHAPE);
   return code;
+}
+
+/**
+ * normalizeCode() for a code a person gave on the command line or at the
+ * prompt: the same canonical spelling, but a refusal says what is wrong (the
+ * word not in the list, and the list word nearest to it; the number out of
+ * range) so a one-letter slip can be fixed without asking the receiver again.
+ */
+export function checkCode(input: string): string {
+  const code = canonical(input);
+  const problem = codeProblem(code);
+  if (problem !== null) throw new FerryError('ERR_USAGE', problem);
+  return code;
+}
+
+const CODE_SHAPE = 'code must look like 7-orbit-velvet-cactus';
+const ORDINALS = ['first', 'second', 'third'];
+
+function canonical(input: string): string {
+  return input.trim().toLowerCase().replace(SEPARATORS, '-');
+}
+
+/** What is wrong with a canonical-spelled code, in words; null when it is a code. */
+function codeProblem(code: string): string | null {
+  const parts = code.split('-');
+  if (parts.length !== 1 + CODE_WORDS) {
+    return `${CODE_SHAPE}: a number and three words, not ${parts.length} part${parts.length === 1 ? '' : 's'}`;
+  }
+  const problems: string[] = [];
+  const number = numberProblem(parts[0]!);
+  if (number !== null) problems.push(number);
+  parts.slice(1).forEach((word, at) => {
+    if (!WORD_SET.has(word)) problems.push(wordProblem(word, ORDINALS[at]!));
+  });
+  return problems.length === 0 ? null : problems.join('; ');
+}
+
+function numberProblem(part: string): string | null {
+  if (NUMBER.test(part)) return null;
+  const shown = printable(part);
+  if (!/^[0-9]+$/.test(part)) return `the code must begin with its number (1 to 999), not "${shown}"`;
+  const value = Number(part);
+  // One spelling per code: "07" is not "7", or two spellings would be two passwords.
+  if (part.startsWith('0') && value >= 1 && value <= CODE_MAX_NUMBER) return `the code's number is written without a leading zero: ${value}, not ${part}`;
+  return `the code's number is 1 to ${CODE_MAX_NUMBER}, not ${shown}`;
+}
+
+function wordProblem(word: string, ordinal: string): string {
+  const nearest = nearestWord(word);
+  const hint = nearest === null ? '' : `; did you mean "${nearest}"?`;
+  return `the code's ${ordinal} word, "${printable(word)}", is not in ferry's word list${hint}`;
+}
+
+/** Farther than this and a suggestion is a guess: two slips (a wrong, a missing or two swapped letters) at most. */
+const MAX_SUGGESTION_DISTANCE = 2;
+
+/** The one list word nearest to `word`, or null when none is near or two are equally near. */
+export function nearestWord(word: string): string | null {
+  let best: string | null = null;
+  let bestDistance = Infinity;
+  let tied = false;
+  for (const candidate of WORDS) {
+    const d = editDistance(word, candidate);
+    if (d < bestDistance) [best, bestDistance, tied] = [candidate, d, false];
+    else if (d === bestDistance) tied = true;
+  }
+  return bestDistance <= MAX_SUGGESTION_DISTANCE && !tied ? best : null;
+}
+
+/**
+ * Levenshtein distance with adjacent transpositions counted as one edit
+ * (optimal string alignment): "cactsu" is one slip from "cactus", as a
+ * person typing sees it, not two.
+ */
+export function editDistance(a: string, b: string): number {
+  // Rows i-2, i-1 and i of the usual table.
+  let before = new Array<number>(b.length + 1).fill(0);
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, before[j - 2]! + 1);
+      row.push(d);
+    }
+    [before, previous] = [previous, row];
+  }
+  return previous[b.length]!;
 }

@@ -1,6 +1,8 @@
 /** Argument parsing (src/cli.ts) without running anything: what each command line asks for, or the usage error it is. */
-import { describe, expect, test } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, test, vi } from 'vitest';
 import { parseArgs, parseTarget, type Parsed } from '../../src/cli.js';
+import { PROTOCOL_VERSION } from '../../src/protocol/constants.js';
 import type { FerryError } from '../../src/protocol/errors.js';
 
 const CODE = '7-orbit-velvet-cactus';
@@ -64,7 +66,7 @@ describe('the files', () => {
 
 describe('the code', () => {
   test('--code, else FERRY_CODE; --code wins', () => {
-    expect(sendOf(['f', '--to', 'h', '--code', '1-a-b-c'], { FERRY_CODE: CODE }).code).toBe('1-a-b-c');
+    expect(sendOf(['f', '--to', 'h', '--code', '1-apple-banana-cherry'], { FERRY_CODE: CODE }).code).toBe('1-apple-banana-cherry');
     expect(sendOf(['f', '--to', 'h'], { FERRY_CODE: CODE }).code).toBe(CODE);
   });
 
@@ -80,6 +82,78 @@ describe('the code', () => {
     const insecure = sendOf(['f', '--to', 'h', '--insecure'], { FERRY_CODE: CODE });
     expect(insecure.insecure).toBe(true);
     expect(insecure).not.toHaveProperty('code');
+  });
+});
+
+describe('a code that is not one: ERR_USAGE naming what is wrong, before anything dials', () => {
+  test('one letter wrong in one word: that word, and the list word it was meant to be', () => {
+    expect(usageError(['send', 'f', '--to', 'h', '--code', '7-orbit-velvet-cactos']).message).toBe(
+      `--code: the code's third word, "cactos", is not in ferry's word list; did you mean "cactus"?`,
+    );
+    expect(usageError(['send', 'f', '--to', 'h'], { FERRY_CODE: '7-orbit-velevt-cactus' }).message).toBe(
+      `FERRY_CODE: the code's second word, "velevt", is not in ferry's word list; did you mean "velvet"?`,
+    );
+    expect(usageError(['receive', '--code', '7-obrit-velvet-cactus']).message).toMatch(/"obrit".*did you mean "orbit"\?$/);
+  });
+
+  test('no suggestion when no list word is near, or two are equally near', () => {
+    // "cane" is one letter from both "canoe" and "crane".
+    expect(usageError(['send', 'f', '--to', 'h', '--code', '7-cane-velvet-xyzzy']).message).toBe(
+      `--code: the code's first word, "cane", is not in ferry's word list; the code's third word, "xyzzy", is not in ferry's word list`,
+    );
+  });
+
+  test.each([
+    ['07-orbit-velvet-cactus', "the code's number is written without a leading zero: 7, not 07"],
+    ['0-orbit-velvet-cactus', "the code's number is 1 to 999, not 0"],
+    ['1000-orbit-velvet-cactus', "the code's number is 1 to 999, not 1000"],
+    ['seven-orbit-velvet-cactus', 'the code must begin with its number (1 to 999), not "seven"'],
+    ['7-orbit-velvet', 'code must look like 7-orbit-velvet-cactus: a number and three words, not 3 parts'],
+    ['7-orbit-velvet-cactus-apple', 'code must look like 7-orbit-velvet-cactus: a number and three words, not 5 parts'],
+  ])('%j: %s', (code, message) => {
+    expect(usageError(['send', 'f', '--to', 'h', '--code', code]).message).toBe(`--code: ${message}`);
+  });
+
+  test('any case, spaces or underscores for dashes: taken, in the one spelling both sides hash', () => {
+    expect(sendOf(['f', '--to', 'h', '--code', '7 Orbit VELVET  cactus']).code).toBe(CODE);
+    expect(sendOf(['f', '--to', 'h'], { FERRY_CODE: '  12_apple - Banana\tcherry\n' }).code).toBe('12-apple-banana-cherry');
+    expect(parseArgs(['receive', '--code', '7 ORBIT velvet cactus'])).toMatchObject({ options: { code: CODE } });
+  });
+});
+
+describe('shell completion', () => {
+  afterEach(() => {
+    vi.unstubAllEnvs();
+  });
+
+  /** What `ferry --get-yargs-completions ferry WORDS...` prints: what the shell offers after `ferry WORDS`. */
+  function completions(...words: string[]): string[] {
+    const parsed = parseArgs(['--get-yargs-completions', 'ferry', ...words]);
+    if (parsed.command !== 'print') throw new Error(`parsed as ${parsed.command}`);
+    return parsed.text === '' ? [] : parsed.text.split('\n');
+  }
+
+  test('`ferry completion` prints a bash script that asks ferry for its completions (zsh from zsh)', () => {
+    vi.stubEnv('SHELL', '/bin/bash');
+    vi.stubEnv('ZSH_NAME', '');
+    const bash = parseArgs(['completion']);
+    expect(bash.command === 'print' && bash.text).toMatch(/ferry --get-yargs-completions/);
+    expect(bash.command === 'print' && bash.text).toMatch(/^complete .* ferry$/m);
+    vi.stubEnv('SHELL', '/usr/bin/zsh');
+    const zsh = parseArgs(['completion']);
+    expect(zsh.command === 'print' && zsh.text).toMatch(/^#compdef ferry$/m);
+  });
+
+  test('commands, options and choices complete from what is typed', () => {
+    vi.stubEnv('SHELL', '/bin/bash');
+    vi.stubEnv('ZSH_NAME', '');
+    expect(completions('rec')).toEqual(['receive']);
+    expect(completions('se')).toEqual(['send']);
+    expect(completions('receive', '--ov')).toEqual(['--overwrite']);
+    expect(completions('send', 'a.txt', '--ti')).toEqual(['--timeout']);
+    expect(completions('send', '--hash', '')).toEqual(['blake3', 'sha256']);
+    // Nothing fits: the shell falls back to file names.
+    expect(completions('send', './fi')).toEqual([]);
   });
 });
 
@@ -102,13 +176,13 @@ describe('receive and clean', () => {
   test('the defaults, and every option', () => {
     expect(parseArgs(['receive', '--code', CODE])).toEqual({
       command: 'receive',
-      output: { json: false, quiet: false },
+      output: { json: false, quiet: false, verbose: false },
       options: { dir: '.', port: 7878, once: false, overwrite: false, allowHidden: false, timeoutMs: 30_000, fsync: true, insecure: false, stdout: false, code: CODE },
     });
-    const all = parseArgs(['receive', '-d', '/in', '--host', '::1', '-p', '0', '--once', '--overwrite', '--allow-hidden', '--max-size', '10', '--no-fsync', '--stdout', '--json', '-q'], { FERRY_CODE: CODE });
+    const all = parseArgs(['receive', '-d', '/in', '--host', '::1', '-p', '0', '--once', '--overwrite', '--allow-hidden', '--max-size', '10', '--no-fsync', '--stdout', '--json', '-q', '-v'], { FERRY_CODE: CODE });
     expect(all).toMatchObject({
       command: 'receive',
-      output: { json: true, quiet: true },
+      output: { json: true, quiet: true, verbose: true },
       options: { dir: '/in', host: '::1', port: 0, once: true, overwrite: true, allowHidden: true, maxSize: 10, fsync: false, stdout: true, code: CODE },
     });
   });
@@ -120,7 +194,7 @@ describe('receive and clean', () => {
   });
 
   test('--clean names the folder and nothing else runs', () => {
-    expect(parseArgs(['receive', '--clean', '--dir', '/in'])).toEqual({ command: 'clean', output: { json: false, quiet: false }, dir: '/in' });
+    expect(parseArgs(['receive', '--clean', '--dir', '/in'])).toEqual({ command: 'clean', output: { json: false, quiet: false, verbose: false }, dir: '/in' });
   });
 });
 
@@ -138,6 +212,16 @@ describe('yargs', () => {
     expect(help.command === 'print' && help.text).toMatch(/ferry send FILE --to HOST/);
     const sendHelp = parseArgs(['send', '--help']);
     expect(sendHelp.command === 'print' && sendHelp.text).toMatch(/--retries/);
-    expect(parseArgs(['--version'])).toMatchObject({ command: 'print', text: expect.stringMatching(/^\d+\.\d+\.\d+/) });
+  });
+
+  test('--version names ferry, its version from package.json, and the protocol version it speaks', () => {
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    expect(parseArgs(['--version'])).toEqual({ command: 'print', text: `ferry ${version} (protocol ${PROTOCOL_VERSION})` });
+  });
+
+  test('-v and --verbose, on either side of the command', () => {
+    expect(parseArgs(['-v', 'receive', '--code', CODE])).toMatchObject({ output: { verbose: true } });
+    expect(parseArgs(['send', 'f', '--to', 'h', '--verbose'], { FERRY_CODE: CODE })).toMatchObject({ output: { verbose: true } });
+    expect(parseArgs(['send', 'f', '--to', 'h'], { FERRY_CODE: CODE })).toMatchObject({ output: { verbose: false } });
   });
 });

@@ -13,11 +13,13 @@ import { FakeTty } from '../support/terminal.js';
 // eslint-disable-next-line no-control-regex
 const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/u;
 const NASTY = 'a\x1b[2J\x07\r\x9b31m\u202egnp.exe\u2066\u200b\x7fz';
+const DIGEST = 'af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262';
 
-function human(options: { quiet?: boolean } = {}): { output: Output; stdout: FakeTty; stderr: FakeTty } {
+function human(options: { quiet?: boolean; verbose?: boolean } = {}): { output: Output; stdout: FakeTty; stderr: FakeTty } {
   const stdout = new FakeTty({ tty: false });
   const stderr = new FakeTty({ tty: false });
-  return { output: new Output({ json: false, quiet: options.quiet ?? false, bars: false, out: stdout, err: stderr }), stdout, stderr };
+  const output = new Output({ json: false, quiet: options.quiet ?? false, verbose: options.verbose ?? false, bars: false, out: stdout, err: stderr });
+  return { output, stdout, stderr };
 }
 
 function lines(stream: FakeTty): string[] {
@@ -48,7 +50,7 @@ describe('the listening hint', () => {
 });
 
 describe('summary lines', () => {
-  test('one line per file on stdout, the summary after several; --quiet prints none', () => {
+  test('one short line per file on stdout (no digest), the summary after several; --quiet prints none', () => {
     const events: FerryEvent[] = [
       { event: 'plan', files: 2, directories: 0, bytes: 3072 },
       { event: 'sent', name: 'a', bytes: 1024, transferred: 1024, resumedFrom: 0, seconds: 0.5, hash: { algorithm: 'blake3', digest: 'aa' } },
@@ -58,14 +60,48 @@ describe('summary lines', () => {
     const loud = human();
     events.forEach(loud.output.handle);
     expect(lines(loud.stdout)).toEqual([
+      'sent a: 1.0 KiB, 0.50 s, 2.0 KiB/s, verified by the receiver',
+      'sent b: 2.0 KiB, 12 s, 85 B/s, resumed at 1.0 KiB, verified by the receiver',
+      'sent 2 files, 3.0 KiB in 2 min 30 s (20 B/s), all verified',
+    ]);
+    expect(loud.stderr.text).toBe('');
+    const verbose = human({ verbose: true });
+    events.forEach(verbose.output.handle);
+    expect(lines(verbose.stdout)).toEqual([
       'sent a: 1.0 KiB in 0.50 s (2.0 KiB/s), blake3 aa verified by the receiver',
       'sent b: 2.0 KiB in 12 s (85 B/s, resumed at 1.0 KiB), sha256 bb verified by the receiver',
       'sent 2 files, 3.0 KiB in 2 min 30 s (20 B/s), all verified',
     ]);
-    expect(loud.stderr.text).toBe('');
-    const quiet = human({ quiet: true });
+    const quiet = human({ quiet: true, verbose: true });
     events.forEach(quiet.output.handle);
     expect(quiet.stdout.text).toBe('');
+  });
+
+  test('the receiver: name, size, time and rate under its sender; -v puts the sender, the digest and where it was saved on the line', () => {
+    const event: FerryEvent = { event: 'received', name: 'docs/a.pdf', path: 'in/docs/a.pdf', bytes: 3 * 1024 * 1024, resumedFrom: 1024 * 1024, seconds: 2, peer: '10.0.0.2:40001', hash: { algorithm: 'blake3', digest: DIGEST } };
+    const folder: FerryEvent = { event: 'received', name: 'docs', path: 'in/docs', bytes: 0, directory: true, resumedFrom: 0, seconds: 0, peer: '10.0.0.2:40001' };
+    const short = human();
+    [folder, event].forEach(short.output.handle);
+    expect(lines(short.stdout)).toEqual(['from 10.0.0.2:40001:', 'received docs/a.pdf: 3.0 MiB, 2.00 s, 1.0 MiB/s, resumed at 1.0 MiB, verified']);
+    const verbose = human({ verbose: true });
+    [folder, event].forEach(verbose.output.handle);
+    expect(lines(verbose.stdout)).toEqual([
+      `received docs/a.pdf from 10.0.0.2:40001: 3.0 MiB in 2.00 s (1.0 MiB/s, resumed at 1.0 MiB), blake3 ${DIGEST} verified, saved as in/docs/a.pdf`,
+    ]);
+  });
+
+  test('an ordinary file\'s line fits an 80-column terminal without wrapping, on either side', () => {
+    const stdout = new FakeTty({ columns: 80 });
+    const output = new Output({ json: false, quiet: false, bars: false, out: stdout, err: new FakeTty({ tty: false }) });
+    const hash = { algorithm: 'sha256', digest: DIGEST };
+    output.handle({ event: 'received', name: 'photos/IMG_2041.jpg', path: '/home/ann/in/photos/IMG_2041.jpg', bytes: 4_404_019, resumedFrom: 0, seconds: 0.31, peer: '192.168.1.23:51234', hash });
+    output.handle({ event: 'sent', name: 'photos/IMG_2041.jpg', bytes: 4_404_019, transferred: 4_404_019, resumedFrom: 0, seconds: 0.31, hash });
+    // Each line took one row: none wrapped.
+    expect(stdout.screen()).toEqual([
+      'from 192.168.1.23:51234:',
+      'received photos/IMG_2041.jpg: 4.2 MiB, 0.31 s, 13.5 MiB/s, verified',
+      'sent photos/IMG_2041.jpg: 4.2 MiB, 0.31 s, 13.5 MiB/s, verified by the receiver',
+    ]);
   });
 
   test('errors, skips and retries go to stderr as one ferry: line each', () => {
@@ -90,7 +126,17 @@ describe('the last guard: no raw control or bidi character reaches a terminal', 
     output.handle({ event: 'received', name: NASTY, path: `/in/${NASTY}`, bytes: 1, resumedFrom: 0, seconds: 0, peer: 'p:1', hash: { algorithm: 'blake3', digest: '00' } });
     for (const line of [...lines(stdout), ...lines(stderr)]) expect(line).not.toMatch(RAW);
     expect(lines(stderr)[0]).toBe('ferry: cannot write a\\x1b[2J\\x07\\r\\x9b31m\\u202egnp.exe\\u2066\\u200b\\x7fz');
-    expect(lines(stdout)).toHaveLength(1);
+    expect(lines(stdout)).toEqual(['from p:1:', expect.stringMatching(/^received "a\\x1b\[2J.*z": 1 B, /)]);
+  });
+
+  test('-v: the long line, with the path that holds the name quoted and escaped as the name is', () => {
+    const { output, stdout } = human({ verbose: true });
+    output.handle({ event: 'received', name: NASTY, path: `/in/${NASTY}`, bytes: 1, resumedFrom: 0, seconds: 0, peer: 'p:1', hash: { algorithm: 'blake3', digest: '00' } });
+    output.handle({ event: 'sent', name: NASTY, bytes: 1, transferred: 1, resumedFrom: 0, seconds: 0, hash: { algorithm: 'blake3', digest: '00' } });
+    const [received, sent] = lines(stdout);
+    expect(received).toMatch(/^received "a\\x1b.*z" from p:1: .* blake3 00 verified, saved as "\/in\/a\\x1b\[2J.*z"$/);
+    expect(sent).toMatch(/^sent "a\\x1b.*z": .* blake3 00 verified by the receiver$/);
+    for (const line of lines(stdout)) expect(line).not.toMatch(RAW);
   });
 
   test('text printable() already escaped passes unchanged: backslashes are not doubled', () => {
