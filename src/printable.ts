@@ -9,11 +9,12 @@
 /**
  * C0 controls and DEL, the C1 set (CSI, OSC...), the bidirectional marks,
  * embeddings, overrides and isolates, zero-width characters, the line and
- * paragraph separators, and the byte-order mark. A backslash is escaped
+ * paragraph separators, the soft hyphen, the interlinear annotation marks,
+ * the tag characters (which hide text), and the byte-order mark. A backslash is escaped
  * too, so that every escape reads one way only.
  */
 // eslint-disable-next-line no-control-regex
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\\\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/gu;
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u00ad\\\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb\u{e0000}-\u{e007f}]/gu;
 
 /** Longest peer text shown, in characters: a message is at most 1024 bytes on the wire anyway. */
 const MAX_SHOWN = 300;
@@ -24,7 +25,8 @@ function escape(char: string): string {
   if (char === '\r') return '\\r';
   if (char === '\t') return '\\t';
   const cp = char.codePointAt(0)!;
-  return cp < 0x100 ? `\\x${cp.toString(16).padStart(2, '0')}` : `\\u${cp.toString(16).padStart(4, '0')}`;
+  if (cp < 0x100) return `\\x${cp.toString(16).padStart(2, '0')}`;
+  return cp > 0xffff ? `\\u{${cp.toString(16)}}` : `\\u${cp.toString(16).padStart(4, '0')}`;
 }
 
 /** `text` with every unsafe character escaped (`\x1b`, `\u202e`, `\n`), cut to MAX_SHOWN characters. */
@@ -44,7 +46,7 @@ export function peerText(message: string): string {
 
 /** The same characters as UNSAFE, less the backslash. */
 // eslint-disable-next-line no-control-regex
-const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/gu;
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb\u{e0000}-\u{e007f}]/gu;
 
 /**
  * The last guard before a line reaches a terminal, whatever its sources: a

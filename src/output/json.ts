@@ -8,10 +8,15 @@
 import type { FerryEvent } from '../events.js';
 
 // Outside strings JSON is ASCII punctuation, digits and literals: every match is inside a string.
+// Tag characters (U+E0000-E007F) are astral: matched as their surrogate pairs, each half escaped.
 // eslint-disable-next-line no-control-regex
-const RAW_UNSAFE = /[\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+const RAW_UNSAFE = /[\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]|\udb40[\udc00-\udc7f]/g;
+
+function escapeUnit(unit: string): string {
+  return `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`;
+}
 
 /** `value` as one line of JSON (no newline), terminal-safe. */
 export function jsonLine(value: FerryEvent | Record<string, unknown>): string {
-  return JSON.stringify(value).replace(RAW_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value).replace(RAW_UNSAFE, (match) => match.split('').map(escapeUnit).join(''));
 }
