@@ -89,23 +89,11 @@ export interface Receiver {
 export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   const dir = options.dir ?? '.';
   if (options.insecure && options.code !== undefined) throw new FerryError('ERR_USAGE', 'a code and --insecure do not go together');
-  const guard = options.insecure ? undefined : new CodeGuard(options.code ?? generateCode(), options.rateLimit ?? {});
-  // scrypt of the code, once, started now: a handshake that arrives first waits for it.
-  void guard?.scalar().catch(() => {});
+  const guard = codeGuard(options);
   const once = (options.once ?? false) || options.stdout !== undefined;
   const userEmit: EventListener = options.onEvent ?? (() => {});
   const started = performance.now();
-  const totals = { files: 0, directories: 0, bytes: 0, failures: 0 };
-  const emit: EventListener = (event) => {
-    if (event.event === 'received') {
-      if (event.directory) totals.directories++;
-      else totals.files++;
-      totals.bytes += event.bytes;
-    } else if (event.event === 'error' && event.name !== undefined) {
-      totals.failures++;
-    }
-    userEmit(event);
-  };
+  const { emit, totals } = counting(userEmit);
   // Opened once: everything below it is reached from this descriptor (target.ts).
   const target = TargetDir.open(dir);
   // Kept partial files too old to resume (PARTIAL_MAX_AGE_MS), at start and then hourly; in the background.
@@ -178,14 +166,8 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
       closing = reason ?? new FerryError('ERR_SHUTDOWN', 'the receiver is shutting down');
       server.close();
       const conns = [...sessions.keys()];
-      for (const conn of conns) conn.abort(closing);
       for (const socket of handshaking) socket.destroy();
-      let timer: NodeJS.Timeout | undefined;
-      const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));
-      // Sessions delete their temp files; connections let the ABORT reach the sender.
-      await Promise.race([Promise.all([...sessions.values(), ...conns.map((c) => c.closed)]), grace]);
-      clearTimeout(timer);
-      for (const conn of sessions.keys()) conn.destroy();
+      await endSessions(sessions, closing);
       options.signal?.removeEventListener('abort', onAbort);
       sweeper?.stop();
       // Only once nothing uses it: a closed descriptor's number is soon another file's.
@@ -225,6 +207,46 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     done,
     close: (reason?: FerryError) => shutdown(reason ?? null, reason ? reason.exitCode : 0),
   };
+}
+
+/** The receiver's code and wrong-code limiter; none with --insecure. */
+function codeGuard(options: ReceiveOptions): CodeGuard | undefined {
+  if (options.insecure) return undefined;
+  const guard = new CodeGuard(options.code ?? generateCode(), options.rateLimit ?? {});
+  // scrypt of the code, once, started now: a handshake that arrives first waits for it.
+  void guard.scalar().catch(() => {});
+  return guard;
+}
+
+/** Passes events on, counting what the summary event reports when the receiver stops. */
+function counting(emitTo: EventListener): { emit: EventListener; totals: { files: number; directories: number; bytes: number; failures: number } } {
+  const totals = { files: 0, directories: 0, bytes: 0, failures: 0 };
+  const emit: EventListener = (event) => {
+    if (event.event === 'received') {
+      if (event.directory) totals.directories++;
+      else totals.files++;
+      totals.bytes += event.bytes;
+    } else if (event.event === 'error' && event.name !== undefined) {
+      totals.failures++;
+    }
+    emitTo(event);
+  };
+  return { emit, totals };
+}
+
+/**
+ * Aborts every session with `reason` and waits, at most CLOSE_GRACE_MS, for
+ * them to delete their temp files and for the ABORTs to reach the senders;
+ * then destroys what is left.
+ */
+async function endSessions(sessions: Map<ReceiverConnection, Promise<number>>, reason: FerryError): Promise<void> {
+  const conns = [...sessions.keys()];
+  for (const conn of conns) conn.abort(reason);
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));
+  await Promise.race([Promise.all([...sessions.values(), ...conns.map((c) => c.closed)]), grace]);
+  clearTimeout(timer);
+  for (const conn of sessions.keys()) conn.destroy();
 }
 
 /** What the accept path needs from its receiver. */
