@@ -14,7 +14,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -257,7 +257,7 @@ function content(spec) {
 }
 
 /** A string field that may be written `{ "repeat": "a/", "count": 64, "then": "a" }` for names too long to read. */
-const str = (v) => (typeof v === 'string' ? v : `${String(v.repeat).repeat(v.count)}${v.then ?? ''}`);
+const str = (v) => (typeof v === 'string' ? v : `${str(v.repeat).repeat(v.count)}${v.then === undefined ? '' : str(v.then)}`);
 
 const mode = (v) => (typeof v === 'string' ? parseInt(v, 8) : v);
 const flags = (v) => (Array.isArray(v) ? v.reduce((a, f) => a | (FLAGS[f] ?? fail(`unknown flag ${f}`)), 0) : v ?? 0);
@@ -297,8 +297,20 @@ function offerPayload(s, ctx) {
   ]);
 }
 
-/** One frame spec of a case, as the bytes to send (several DATA frames for a long file slice). */
+/**
+ * One frame spec of a case, as the bytes to send (several DATA frames for a
+ * long file slice). `truncate: n` sends only its first n bytes, for a
+ * connection that is then cut inside the frame.
+ */
 function encode(s, ctx) {
+  if (typeof s === 'object' && s.truncate !== undefined) {
+    const whole = Buffer.concat(encodeWhole({ ...s, truncate: undefined }, ctx));
+    return [whole.subarray(0, s.truncate)];
+  }
+  return encodeWhole(s, ctx);
+}
+
+function encodeWhole(s, ctx) {
   if (typeof s === 'string') return [hexBytes(s)];
   if (s.bin) return [readFileSync(join(ctx.caseDir, s.bin))];
   const t = TYPES[s.type] ?? fail(`unknown frame type ${s.type}`);
@@ -458,13 +470,25 @@ class Wire {
     }
   }
 
-  /** The peer must close: only HEARTBEATs may come before its FIN. */
-  async closes() {
-    await this.until(() => this.ended || this.queue.some((f) => f.type !== 'HEARTBEAT'), 'the peer to close the connection').catch((err) => {
-      if (!this.ended) throw err;
-    });
-    const other = this.queue.find((f) => f.type !== 'HEARTBEAT');
-    if (other) fail(`expected the peer to close, got ${describe(other)}`);
+  /**
+   * The peer must close: only HEARTBEATs, and the frames in `allow` (each at
+   * most once, in that order), may come before its FIN.
+   */
+  async closes(allow = [], ctx = {}) {
+    const pending = [...allow];
+    for (;;) {
+      while (this.queue.length) {
+        const f = this.queue.shift();
+        if (f.type === 'HEARTBEAT') continue;
+        if (pending.length && !mismatch(f, pending[0], ctx)) {
+          pending.shift();
+          continue;
+        }
+        fail(`expected the peer to close, got ${describe(f)}`);
+      }
+      if (this.ended) break;
+      await this.until(() => this.ended || this.queue.length > 0, 'the peer to close the connection');
+    }
     if (this.decoder.inside()) fail('the peer closed inside a frame (ERR_TRUNCATED)');
   }
 
@@ -495,7 +519,7 @@ async function play(wire, steps, ctx) {
         if (f.type === 'OFFER') ctx.offer = sha256(f.payload);
       }
     } else if (step.expectClose) {
-      await wire.closes();
+      await wire.closes(step.expectClose.allow ?? [], ctx);
     } else if (step.quiet) {
       await wire.quiet(step.quiet, step.why ?? 'expected no frame yet');
     } else if (step.end) {
@@ -637,6 +661,10 @@ function checkDisk(dir, c, ctx) {
         if (!g.dir) fail(`${p} is not a folder`);
         continue;
       }
+      if (w.symlink) {
+        if (g.other !== 'symlink') fail(`${p} is no longer a symlink`);
+        continue;
+      }
       if (g.dir || g.other) fail(`${p} is not a regular file`);
       const body = w.sameAs !== undefined ? ctx.files[w.sameAs] : w.text !== undefined || w.hex !== undefined ? content(w) : null;
       const size = body ? body.length : w.size;
@@ -661,6 +689,7 @@ async function receiverCase(c, opts) {
     for (const [rel, spec] of Object.entries(c.before ?? {})) {
       mkdirSync(dirname(join(dir, rel)), { recursive: true });
       if (spec.dir) mkdirSync(join(dir, rel), { recursive: true });
+      else if (spec.symlink !== undefined) symlinkSync(spec.symlink, join(dir, rel));
       else writeFileSync(join(dir, rel), content(spec));
     }
     for (const conn of c.connections ?? [{ steps: c.steps }]) {
@@ -680,8 +709,11 @@ async function receiverCase(c, opts) {
         socket.destroy();
       }
       // The session is over on the wire; a receiver that exits after it (--once) is waited for,
-      // so that the disk is checked after it finished with it.
-      await exitWithin(proc, opts.exitMs);
+      // so that the disk is checked after it finished with it. A connection that never said a
+      // valid HELLO may not count as a session (README: "a port scanner does not count"), so
+      // the case says `stopAfter` and the kit stops the receiver rather than wait.
+      if (conn.stopAfter ?? c.stopAfter) await stop(proc);
+      else await exitWithin(proc, opts.exitMs);
     }
     if (proc) await stop(proc);
     checkDisk(dir, c, ctx);
@@ -773,6 +805,7 @@ function parseArgs(argv) {
     waitMs: 5000,
     startMs: 10000,
     exitMs: 3000,
+    jobs: 3,
     verbose: false,
     json: false,
   };
@@ -786,12 +819,13 @@ function parseArgs(argv) {
     else if (a === '--only') opts.only.push(value());
     else if (a === '--wait-ms') opts.waitMs = Number(value());
     else if (a === '--exit-ms') opts.exitMs = Number(value());
+    else if (a === '--jobs') opts.jobs = Number(value());
     else if (a === '--verbose') opts.verbose = true;
     else if (a === '--json') opts.json = true;
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
         'usage: node scripts/conformance.mjs [--receiver CMD] [--sender CMD] [--only NAME]... [--cases DIR]\n' +
-          '       [--host 127.0.0.1] [--wait-ms 5000] [--exit-ms 3000] [--verbose] [--json]\n' +
+          '       [--host 127.0.0.1] [--wait-ms 5000] [--exit-ms 3000] [--jobs 3] [--verbose] [--json]\n' +
           'CMD placeholders: receiver {port} {dir} {host}; sender {files} {port} {host}. See docs/conformance.md.\n',
       );
       process.exit(0);
@@ -814,20 +848,36 @@ async function main() {
   );
   let passed = 0;
   let failed = 0;
-  for (const c of cases) {
-    const began = Date.now();
-    let why = null;
-    try {
-      await (c.role === 'receiver' ? receiverCase(c, opts) : senderCase(c, opts));
-    } catch (err) {
-      why = String(err?.message ?? err).replace(/\n(?! {4})/g, ' ');
+  // Cases share nothing (own folder, port and process), so a few run at once; lines still come out in case order.
+  const results = new Array(cases.length);
+  let printed = 0;
+  let next = 0;
+  const flush = () => {
+    for (; printed < cases.length && results[printed]; printed++) {
+      const { c, why, ms } = results[printed];
+      if (why === null) passed++;
+      else failed++;
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify({ name: c.name, role: c.role, section: c.section, ok: why === null, why, known: c.known, ms })}\n`);
+      } else process.stdout.write(why === null ? `ok ${c.name}\n` : `not ok ${c.name}: ${why}\n`);
     }
-    if (why === null) passed++;
-    else failed++;
-    if (opts.json) {
-      process.stdout.write(`${JSON.stringify({ name: c.name, role: c.role, section: c.section, ok: why === null, why, known: c.known, ms: Date.now() - began })}\n`);
-    } else process.stdout.write(why === null ? `ok ${c.name}\n` : `not ok ${c.name}: ${why}\n`);
-  }
+  };
+  const worker = async () => {
+    while (next < cases.length) {
+      const i = next++;
+      const c = cases[i];
+      const began = Date.now();
+      let why = null;
+      try {
+        await (c.role === 'receiver' ? receiverCase(c, opts) : senderCase(c, opts));
+      } catch (err) {
+        why = String(err?.message ?? err).replace(/\n(?! {4})/g, ' ');
+      }
+      results[i] = { c, why, ms: Date.now() - began };
+      flush();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, opts.jobs) }, worker));
   process.stdout.write(`${passed} passed, ${failed} failed\n`);
   process.exitCode = failed === 0 ? 0 : 1;
 }
