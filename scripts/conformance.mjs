@@ -621,7 +621,7 @@ async function connectWhenUp(host, port, proc, ms) {
       s.once('error', () => (s.destroy(), r(null)));
     });
     if (socket) return socket;
-    if (proc.exitCode !== undefined) fail(`the receiver exited (${proc.exitCode}) before it listened: ${tail(proc.output)}`);
+    if (proc.exitCode !== undefined) fail(`the receiver exited (${proc.error?.message ?? proc.exitCode}) before it listened: ${tail(proc.output)}`);
     if (Date.now() > deadline) fail(`the receiver did not accept connections on ${host}:${port} within ${ms} ms: ${tail(proc.output)}`);
     // A retry interval, not a synchronisation: the connect itself tells whether it is up.
     await new Promise((r) => setTimeout(r, 25));
@@ -738,9 +738,18 @@ async function senderCase(c, opts) {
     for (const [name, spec] of Object.entries(c.files ?? {})) {
       ctx.files[name] = content(spec);
       const path = join(dir, name);
+      mkdirSync(dirname(path), { recursive: true });
       writeFileSync(path, ctx.files[name]);
       chmodSync(path, mode(spec.mode ?? '0644'));
       // Seconds with a fraction that a double holds exactly, so the OFFER's millisecond mtime is known.
+      const t = (spec.mtime ?? 1700000000500) / 1000;
+      utimesSync(path, t, t);
+    }
+    // Folders last: writing their files would change their mtime.
+    for (const [name, spec] of Object.entries(c.dirs ?? {})) {
+      const path = join(dir, name);
+      mkdirSync(path, { recursive: true });
+      chmodSync(path, mode(spec.mode ?? '0755'));
       const t = (spec.mtime ?? 1700000000500) / 1000;
       utimesSync(path, t, t);
     }
@@ -754,7 +763,7 @@ async function senderCase(c, opts) {
     let timer;
     const socket = await Promise.race([
       accepted,
-      proc.exited.then(() => fail(`the sender exited (${proc.exitCode}) without connecting: ${tail(proc.output)}`)),
+      proc.exited.then(() => fail(`the sender exited (${proc.error?.message ?? proc.exitCode}) without connecting: ${tail(proc.output)}`)),
       new Promise((_, j) => (timer = setTimeout(() => j(new Error(`the sender did not connect within ${opts.startMs} ms`)), opts.startMs))),
     ]).finally(() => clearTimeout(timer));
     const wire = new Wire(socket, opts.waitMs);
