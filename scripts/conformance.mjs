@@ -630,17 +630,17 @@ async function connectWhenUp(host, port, proc, ms) {
 
 const tail = (s) => s.trim().split('\n').slice(-3).join(' | ').slice(-400);
 
-/** Every entry under `dir`, hidden ones included: relative path → { dir } or { size, sha256, mtimeMs } (symlinks and others by type). */
+/** Every entry under `dir`, hidden ones included: relative path → { dir, mode, mtimeMs } or { size, sha256, mode, mtimeMs } (symlinks and others by type). */
 function listing(dir, prefix = '') {
   const out = {};
   for (const name of readdirSync(join(dir, prefix)).sort()) {
     const rel = prefix ? `${prefix}/${name}` : name;
     const st = lstatSync(join(dir, rel));
     if (st.isDirectory()) {
-      out[rel] = { dir: true };
+      out[rel] = { dir: true, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs };
       Object.assign(out, listing(dir, rel));
     } else if (st.isFile()) {
-      out[rel] = { size: st.size, sha256: sha256(readFileSync(join(dir, rel))).toString('hex'), mtimeMs: st.mtimeMs };
+      out[rel] = { size: st.size, sha256: sha256(readFileSync(join(dir, rel))).toString('hex'), mode: st.mode & 0o7777, mtimeMs: st.mtimeMs };
     } else out[rel] = { other: st.isSymbolicLink() ? 'symlink' : 'special' };
   }
   return out;
@@ -657,6 +657,8 @@ function checkDisk(dir, c, ctx) {
     if (extra.length) fail(`${key === 'disk' ? '--dir' : 'the visible part of --dir'} holds ${extra.map((p) => JSON.stringify(p)).join(', ')}, which it must not`);
     for (const [p, w] of Object.entries(want)) {
       const g = got[p] ?? fail(`--dir lacks ${JSON.stringify(p)}`);
+      if (w.mode !== undefined && g.mode !== mode(w.mode)) fail(`${p} has mode 0o${g.mode.toString(8)}, expected 0o${mode(w.mode).toString(8)}`);
+      if (w.mtimeMs !== undefined && Math.floor(g.mtimeMs) !== w.mtimeMs) fail(`${p} has mtime ${g.mtimeMs} ms, expected ${w.mtimeMs} (section 5.3)`);
       if (w.dir) {
         if (!g.dir) fail(`${p} is not a folder`);
         continue;
@@ -671,7 +673,6 @@ function checkDisk(dir, c, ctx) {
       const digest = body ? sha256(body).toString('hex') : w.sha256;
       if (size !== undefined && g.size !== size) fail(`${p} has ${g.size} bytes, expected ${size}`);
       if (digest !== undefined && g.sha256 !== digest) fail(`${p} has the wrong content (sha256 ${g.sha256})`);
-      if (w.mtimeMs !== undefined && Math.floor(g.mtimeMs) !== w.mtimeMs) fail(`${p} has mtime ${g.mtimeMs} ms, expected ${w.mtimeMs} (section 5.3)`);
     }
   }
 }
@@ -852,7 +853,13 @@ async function main() {
     process.stderr.write(`conformance: ${err.message}\n`);
     process.exit(2);
   }
-  const cases = loadCases(opts.cases).filter(
+  const all = loadCases(opts.cases);
+  const unknown = opts.only.filter((name) => !all.some((c) => c.name === name));
+  if (unknown.length) {
+    process.stderr.write(`conformance: no case named ${unknown.join(', ')}\n`);
+    process.exit(2);
+  }
+  const cases = all.filter(
     (c) => (c.role === 'receiver' ? opts.receiver : opts.sender) && (opts.only.length === 0 || opts.only.includes(c.name)),
   );
   let passed = 0;
