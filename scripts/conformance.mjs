@@ -430,8 +430,11 @@ class Wire {
           this.queue.push(f);
         }
       } catch (err) {
-        if (err instanceof Error) throw err;
-        this.violation = `the peer sent a frame that breaks section 2.1/5 (${err.code}${err.why ? `: ${err.why}` : ''})`;
+        // Whatever the peer sent, it ends this case as a failure, never the kit.
+        this.violation =
+          err instanceof Error
+            ? `the kit could not read the peer's frame: ${err.message}`
+            : `the peer sent a frame that breaks section 2.1/5 (${err.code}${err.why ? `: ${err.why}` : ''})`;
       }
       this.notify();
     });

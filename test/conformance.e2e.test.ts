@@ -68,6 +68,11 @@ function runKit(role: keyof typeof ROLES, ms: number): Promise<KitRun> {
 
 const cases = caseData();
 
+test('docs/conformance.md lists every case', () => {
+  const doc = readFileSync(`${root}docs/conformance.md`, 'utf8');
+  expect([...cases.keys()].filter((name) => !doc.includes(`\`${name}\``))).toEqual([]);
+});
+
 describe('the conformance kit against ferry', () => {
   for (const role of ['receiver', 'sender'] as const) {
     test(`ferry as the ${role} under test`, { timeout: 120_000 }, async () => {
