@@ -817,7 +817,7 @@ function parseArgs(argv) {
     only: [],
     waitMs: 5000,
     startMs: 10000,
-    exitMs: 3000,
+    exitMs: 5000,
     jobs: 3,
     verbose: false,
     json: false,
@@ -838,7 +838,7 @@ function parseArgs(argv) {
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
         'usage: node scripts/conformance.mjs [--receiver CMD] [--sender CMD] [--only NAME]... [--cases DIR]\n' +
-          '       [--host 127.0.0.1] [--wait-ms 5000] [--exit-ms 3000] [--jobs 3] [--verbose] [--json]\n' +
+          '       [--host 127.0.0.1] [--wait-ms 5000] [--exit-ms 5000] [--jobs 3] [--verbose] [--json]\n' +
           'CMD placeholders: receiver {port} {dir} {host}; sender {files} {port} {host}. See docs/conformance.md.\n',
       );
       process.exit(0);
