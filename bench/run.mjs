@@ -100,7 +100,7 @@ async function runOnce({ options, tools, workload, row, payload, round: roundNo 
 function describeRun(workload, row, record) {
   const when = record.counted ? `run ${record.round}` : 'warm-up';
   const what = record.ok ? `${record.value.toFixed(workload.unit === 's' ? 3 : 1)} ${workload.unit}` : `FAILED: ${record.error}`;
-  return `  ${workload.id.padEnd(10)} ${when.padEnd(7)} ${row.label.padEnd(12)} ${what}`;
+  return `  ${workload.id.padEnd(10)} ${when.padEnd(7)} ${row.label.padEnd(20)} ${what}`;
 }
 
 // ---------------------------------------------------------------- one workload
