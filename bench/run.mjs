@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { contentChecked, verifyDestination } from './lib/data.mjs';
 import { parseOptions, USAGE, UsageError } from './lib/options.mjs';
 import { configureProcesses, hasGnuTime, killEverything, round, Scope, withTimeout } from './lib/processes.mjs';
-import { describeMachine, metric, renderTable, sideUsage, summarize } from './lib/report.mjs';
+import { describeMachine, metric, renderCostTable, renderTable, sideUsage, summarize } from './lib/report.mjs';
 import { makeTools } from './lib/tools.mjs';
 import { defineWorkloads, mib } from './lib/workloads.mjs';
 
@@ -100,7 +100,7 @@ async function runOnce({ options, tools, workload, row, payload, round: roundNo 
 function describeRun(workload, row, record) {
   const when = record.counted ? `run ${record.round}` : 'warm-up';
   const what = record.ok ? `${record.value.toFixed(workload.unit === 's' ? 3 : 1)} ${workload.unit}` : `FAILED: ${record.error}`;
-  return `  ${workload.id.padEnd(10)} ${when.padEnd(7)} ${row.label.padEnd(12)} ${what}`;
+  return `  ${workload.id.padEnd(10)} ${when.padEnd(7)} ${row.label.padEnd(20)} ${what}`;
 }
 
 // ---------------------------------------------------------------- one workload
@@ -139,14 +139,18 @@ async function runWorkload({ options, tools, toolStatus, workload }) {
       row.status = 'skipped';
       continue;
     }
-    const ref = row.ref ? rows.find((x) => x.label === row.ref && !x.skipReason) : null;
-    row.summary = summarize(row, ref);
+    // A baseline that did not run gives no ratio: never a fallback to a baseline of another kind.
+    const find = (label) => (label ? rows.find((x) => x.label === label && !x.skipReason) ?? null : null);
+    const payload = payloads[row.payload];
+    const cost = workload.cpuPer && payload ? { unit: workload.cpuPer.unit, units: workload.cpuPer.of(payload) } : null;
+    row.summary = summarize(row, find(row.ref), find(row.ref2), cost);
     row.status = row.runs.every((r) => r.ok) ? 'ok' : 'failed';
   }
   return {
     id: workload.id,
     title: workload.title,
     unit: workload.unit,
+    cpuUnit: workload.cpuPer?.unit ?? null,
     bytes: anyPayload?.bytes ?? null,
     contentChecked: anyPayload ? contentChecked(anyPayload) : null,
     rows,
@@ -220,16 +224,20 @@ async function main() {
   for (const workload of defineWorkloads(options)) workloads.push(await runWorkload({ options, tools, toolStatus, workload }));
 
   const result = {
-    schema: 1,
+    // 2: rows carry ref2 and durable; summaries carry ratioTo, ratio2, CPU per unit (bench/README.md).
+    schema: 2,
     date: new Date().toISOString(),
     durationS: round((performance.now() - started) / 1000, 1),
     machine: { ...machine, loadAverageAtEnd: loadavg().map((n) => round(n, 2)) },
     options: { ...options, bigFile: mib(options.sizeMb * 1024 * 1024) },
     notes: {
       destination: DESTINATION_POLICY,
-      ferryReceive: `ferry receive ${options.ferryArgs.join(' ') || '(default flags: fsyncs each file; the baselines do not)'}`,
+      ferryReceive: `ferry receive ${options.ferryArgs.join(' ') || '(default flags: fsyncs each file)'}; the ferry-nofsync and ferry-plain-nofsync tools add --no-fsync`,
       wallClock: 'from starting the sender(s) to every process exited; fixed cost (1byte): from starting the receiver, or the client when the receiver is a daemon',
       cpu: 'user+sys seconds from GNU time, summed over the processes of that side (children included); median of counted runs',
+      cpuPerUnit: 'the median CPU seconds of a side (and of both sides, summed run by run) divided by the payload in the workload\'s cpuUnit: GiB (2^30 bytes) or 1,000 files',
+      durable: 'durable rows have fdatasync()ed every received file before the receiver exits: ferry by default, nc durable (nc > FILE && sync -d FILE), tar|nc durable (tar x, then sync -d on every file received)',
+      ratios: 'ratio: median of per-round ratios to ratioTo, the baseline: the durable one (nc durable, tar|nc durable) for ferry rows that fsync, the plain one for --no-fsync; ratio2: the same against ratio2To, a sibling ferry row (encryption or fsync cost)',
       rss: 'peak resident set (GNU time %M) of the largest single process of that side, max over counted runs',
       daemons: 'sshd -d and rsync --daemon are started per run; their CPU includes start-up and the forked workers',
       verification: 'sizes of every destination file; contents (SHA-256) too for payloads up to 256 MiB; ferry also by its exit code',
@@ -240,10 +248,17 @@ async function main() {
   const table = renderTable(result);
   console.log(`\nferry bench ${today()}: ${machine.nproc} CPUs (${machine.cpuModel}), node ${machine.node}, ${machine.kernel}`);
   console.log(`${options.warmup} warm-up + ${options.runs} counted runs per tool, alternating; ${DESTINATION_POLICY}.`);
-  console.log(`ferry receive extra flags: ${options.ferryArgs.join(' ') || 'none (fsync on; nc/scp/rsync do not fsync)'}\n`);
+  console.log(`ferry receive extra flags: ${options.ferryArgs.join(' ') || 'none'}; rows marked * and "durable" rows flush every file to disk before the receiver exits\n`);
   console.log(table);
-  console.log('vs: median of per-round ratios to the named row (for seconds, >1 is slower; for rates, <1 is slower).');
-  console.log('CPU: user+sys, summed over a side\'s processes; RSS: the largest single process. Took', `${result.durationS} s.`);
+  console.log('vs: median of per-round ratios to the named baseline: ferry rows marked * against the durable one, the others against the plain one.');
+  console.log('vs sibling: the same against another ferry row (plain vs ferry: encryption; no-fsync vs ferry: the flush). For seconds >1 is slower; for rates <1 is slower.');
+  console.log('CPU: user+sys, summed over a side\'s processes; RSS: the largest single process.\n');
+  const costTable = renderCostTable(result);
+  if (costTable) {
+    console.log(costTable);
+    console.log('both vs: both sides\' CPU against the same baseline as vs above (>1: more CPU for the same work).\n');
+  }
+  console.log(`Took ${result.durationS} s.`);
 
   const out = options.out ? resolve(options.out) : join(REPO, 'bench', 'results', `${today()}.json`);
   writeJson(out, result);

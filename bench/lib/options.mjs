@@ -5,7 +5,13 @@
 import { tmpdir } from 'node:os';
 
 export const WORKLOAD_IDS = ['1g', '4g', '10k', 'concurrent', '1byte'];
-export const TOOL_NAMES = ['ferry', 'ferry-plain', 'nc', 'scp', 'rsync'];
+/**
+ * ferry-nofsync / ferry-plain-nofsync: the receiver runs --no-fsync (on top
+ * of --ferry-args), so one run shows ferry with and without the flush.
+ * nc-durable: nc (tar|nc for a tree) whose receiver flushes what it wrote
+ * before exiting, the baseline for ferry rows that fsync.
+ */
+export const TOOL_NAMES = ['ferry', 'ferry-plain', 'ferry-nofsync', 'ferry-plain-nofsync', 'nc', 'nc-durable', 'scp', 'rsync'];
 
 /** name -> [env variable, default, parser] */
 const SPEC = {
@@ -31,7 +37,8 @@ export const USAGE = `usage: npm run bench -- [flags]    (or: node bench/run.mjs
   --size-mb N        size of the "1g" file in MiB (default 1024); "4g" is 4 times it
   --files N          number of 4 KiB files in "10k" (default 10000)
   --senders N        concurrent senders of 1 MiB in "concurrent" (default 100)
-  --ferry-args STR   extra flags for \`ferry receive\`, e.g. "--no-fsync"
+  --ferry-args STR   extra flags for \`ferry receive\` (all ferry tools), e.g. "--no-fsync"
+                     (then the ferry/ferry-plain rows are compared with nc, not nc durable)
   --tmpdir DIR       where data and received files go (default: the OS temp dir)
   --out FILE         JSON results file (default bench/results/YYYY-MM-DD.json)
   --timeout-s N      give up on one run after N seconds (default: from its size)

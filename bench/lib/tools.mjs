@@ -6,6 +6,10 @@
  *   dir       a directory tree
  *   parallel  many files, one sender process per file, all at once
  *
+ * "Durable" tools (ferry by default, nc-durable) have flushed every
+ * received file's data to disk (fdatasync) before the receiver exits; the
+ * others leave it in the page cache. The clock includes that flush.
+ *
  * A transfer returns its processes and timestamps; the runner turns them
  * into numbers, so every tool is measured the same way. Receivers that are
  * daemons (sshd, rsync --daemon) are marked, because for the fixed-cost
@@ -68,10 +72,15 @@ function transferResult({ senders, receivers, receiverStartedAt, doneAt, daemon 
 /** The code of every encrypted ferry run of the harness (the receiver would print a fresh one). */
 const BENCH_CODE = '7-orbit-velvet-cactus';
 
-/** `insecure`: plaintext ferry (both sides --insecure), to measure what encryption costs. */
-function ferryTool({ cli, receiveArgs, insecure = false }) {
+/**
+ * `insecure`: plaintext ferry (both sides --insecure), to measure what encryption costs.
+ * `noFsync`: the receiver also gets --no-fsync, to measure what the flush costs.
+ */
+function ferryTool({ cli, receiveArgs: extraReceiveArgs, insecure = false, noFsync = false }) {
   const node = process.execPath;
   const security = insecure ? ['--insecure'] : ['--code', BENCH_CODE];
+  // Last, so it wins over a --fsync in --ferry-args.
+  const receiveArgs = [...extraReceiveArgs, ...(noFsync ? ['--no-fsync'] : [])];
 
   // Every ferry command line of the harness is built here, and only here.
   const receiveArgv = (dst, once) => [node, cli, 'receive', '--dir', dst, '--host', LOOPBACK, '--port', '0', ...(once ? ['--once'] : []), '--json', ...security, ...receiveArgs];
@@ -109,7 +118,7 @@ function ferryTool({ cli, receiveArgs, insecure = false }) {
   }
 
   return {
-    name: insecure ? 'ferry-plain' : 'ferry',
+    name: `ferry${insecure ? '-plain' : ''}${noFsync ? '-nofsync' : ''}`,
     check: () => (existsSync(cli) ? null : `${cli} not found (npm run build)`),
     version: () => spawnSync(node, [cli, '--version'], { encoding: 'utf8', timeout: 10_000 }).stdout.trim(),
     unsupported: FERRY_SENDS_DIRECTORIES ? {} : { dir: 'directories not supported yet' },
@@ -153,15 +162,43 @@ function ferryTool({ cli, receiveArgs, insecure = false }) {
 
 // ---------------------------------------------------------------- nc
 
-function ncTool() {
+/** coreutils `sync` that can fdatasync named files (`-d FILE...`, coreutils >= 8.24). */
+function syncTakesFiles(sync) {
+  if (!sync) return false;
+  const help = spawnSync(sync, ['--help'], { encoding: 'utf8', timeout: 5000 });
+  return /--data/.test(help.stdout ?? '');
+}
+
+/**
+ * `durable`: the receiver flushes what it wrote before it exits, the
+ * guarantee `ferry receive` gives by default (fdatasync of each file's
+ * data; neither ferry nor this fsyncs the directories):
+ *  - one file: `nc -d -l > FILE && sync -d FILE`. This is what
+ *    `dd of=FILE conv=fdatasync` does, without putting a pipe and a second
+ *    copy between nc and the file, so the row differs from plain `nc` by
+ *    the flush only.
+ *  - a tree: `nc -d -l | tar -x`, then `sync -d` on every file received
+ *    (find ... -exec sync -d {} +). That is the narrowest flush that makes
+ *    the received data durable: `sync -f DIR` (syncfs) and plain `sync`
+ *    flush the whole file system (here the one disk everyone on this
+ *    machine writes to), so they would time other people's writeback and
+ *    promise more than ferry does. Note that coreutils sync flushes the
+ *    files one after another, where ferry keeps many flushes in flight.
+ */
+function ncTool({ durable = false } = {}) {
   const nc = which('nc');
   const tar = which('tar');
+  const find = which('find');
+  const sync = which('sync');
   const sh = which('sh') ?? '/bin/sh';
+  const suffix = durable ? ' && sync' : '';
 
-  /** `nc -d -l` into a file; resolves when it is listening. */
+  /** `nc -d -l` into a file (then its flush, if durable); resolves when it is listening. */
   async function listenInto(scope, dstFile, label = 'nc -l') {
     const port = await freePort();
-    const proc = scope.launch({ label, argv: [nc, '-d', '-l', LOOPBACK, String(port)], stdout: { file: dstFile } });
+    const proc = durable
+      ? scope.launch({ label: `${label}${suffix}`, argv: [sh, '-c', 'nc -d -l "$1" "$2" > "$3" && exec sync -d "$3"', 'sh', LOOPBACK, String(port), dstFile] })
+      : scope.launch({ label, argv: [nc, '-d', '-l', LOOPBACK, String(port)], stdout: { file: dstFile } });
     await waitForListen(port, proc);
     return { proc, port };
   }
@@ -169,16 +206,21 @@ function ncTool() {
   const sendFrom = (scope, srcFile, port, label = 'nc -N') =>
     scope.launch({ label, argv: [nc, '-N', LOOPBACK, String(port)], stdin: { file: srcFile } });
 
+  const unsupported = {};
+  if (!tar) unsupported.dir = missing('tar', 'tar');
+  else if (durable && !find) unsupported.dir = missing('find', 'findutils');
+
   return {
-    name: 'nc',
+    name: durable ? 'nc-durable' : 'nc',
     check: () => {
       if (!nc) return missing('nc', 'netcat-openbsd');
+      if (durable && !syncTakesFiles(sync)) return `${sync ?? 'sync'} cannot flush single files (sync -d FILE: coreutils >= 8.24)`;
       const help = spawnSync(nc, ['-h'], { encoding: 'utf8', timeout: 5000 });
       // Other netcats lack -N (shut down the socket after EOF), which the sender needs.
       return /OpenBSD/.test(`${help.stdout}${help.stderr}`) ? null : `${nc} is not OpenBSD netcat (apt-get install netcat-openbsd)`;
     },
     version: () => (spawnSync(nc, ['-h'], { encoding: 'utf8', timeout: 5000 }).stderr.split('\n')[0] ?? '').trim(),
-    unsupported: tar ? {} : { dir: missing('tar', 'tar') },
+    unsupported,
     transfer: {
       file: async (scope, payload, dst) => {
         const receiver = await listenInto(scope, join(dst, basename(payload.path)));
@@ -189,9 +231,11 @@ function ncTool() {
       /** tar | nc: the usual way to push a tree through a raw socket; the directory itself goes too, as with ferry. */
       dir: async (scope, payload, dst) => {
         const port = await freePort();
+        // find runs only once tar has succeeded; its exit status is then the receiver's.
+        const flush = durable ? ' && find "$3" -type f -exec sync -d {} +' : '';
         const receiver = scope.launch({
-          label: 'nc -l | tar -x',
-          argv: [sh, '-c', 'nc -d -l "$1" "$2" | tar -x -C "$3"', 'sh', LOOPBACK, String(port), dst],
+          label: `nc -l | tar -x${suffix}`,
+          argv: [sh, '-c', `nc -d -l "$1" "$2" | tar -x -C "$3"${flush}`, 'sh', LOOPBACK, String(port), dst],
         });
         await waitForListen(port, receiver);
         const sender = scope.launch({
@@ -351,7 +395,10 @@ export function makeTools({ cli, receiveArgs, workDir }) {
   return {
     ferry: ferryTool({ cli, receiveArgs }),
     'ferry-plain': ferryTool({ cli, receiveArgs, insecure: true }),
+    'ferry-nofsync': ferryTool({ cli, receiveArgs, noFsync: true }),
+    'ferry-plain-nofsync': ferryTool({ cli, receiveArgs, insecure: true, noFsync: true }),
     nc: ncTool(),
+    'nc-durable': ncTool({ durable: true }),
     scp: scpTool({ workDir }),
     rsync: rsyncTool({ workDir }),
   };
