@@ -105,38 +105,22 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
 
-  const allowHidden = options.allowHidden ?? false;
-  const check = (): SessionContext['check'] => offerChecker({ maxSize: options.maxSize, inFlight, stdout, allowHidden });
-  const context = (conn: ReceiverConnection, ticket: Ticket | undefined): SessionContext => ({
-    target,
-    tree: new TargetTree(target, { allowHidden }),
-    check: check(),
-    overwrite: options.overwrite ?? false,
-    fsync: options.fsync ?? true,
-    maxSize: options.maxSize,
-    inFlight,
-    stdout,
-    emit: ticket ? strangerEmit(admission, ticket, emit) : emit,
-    onHandshake: () => {
-      // --insecure: the first HELLO is as far as this receiver can authenticate a sender.
-      ticket?.authenticated();
-      if (!once || onceClaimed) return;
-      onceClaimed = true;
-      onceConn = conn;
-      // The first real sender owns a --once receiver: nobody else gets in.
-      server.close();
-      for (const other of sessions.keys()) if (other !== conn) other.destroy();
-    },
-  });
-  const inFlight = new Set<string>();
-  const stdout = options.stdout ? { stream: options.stdout, taken: false } : undefined;
   let onceConn: ReceiverConnection | null = null;
+  const claimOnce = (conn: ReceiverConnection): void => {
+    if (!once || onceClaimed) return;
+    onceClaimed = true;
+    onceConn = conn;
+    // The first real sender owns a --once receiver: nobody else gets in.
+    server.close();
+    for (const other of sessions.keys()) if (other !== conn) other.destroy();
+  };
 
   /** Sockets still in the secure handshake: closed with the receiver. */
   const handshaking = new Set<Socket>();
   const maxSessions = options.maxConnections ?? DEFAULT_MAX_SESSIONS;
   const busyExit = new FerryError('ERR_BUSY', '').exitCode;
   const admission = new Admission((_kind, message) => emit({ event: 'error', code: 'ERR_BUSY', message, exitCode: busyExit }));
+  const context = contexts(options, { target, emit, admission, claimOnce });
   const startSession = (socket: Socket, ticket?: Ticket): void => {
     const conn = new Connection(socket, timeoutMs, RECEIVER_STATES);
     const session = runSession(conn, context(conn, ticket));
@@ -165,7 +149,6 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     if (!closing) {
       closing = reason ?? new FerryError('ERR_SHUTDOWN', 'the receiver is shutting down');
       server.close();
-      const conns = [...sessions.keys()];
       for (const socket of handshaking) socket.destroy();
       await endSessions(sessions, closing);
       options.signal?.removeEventListener('abort', onAbort);
@@ -185,17 +168,12 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
 
   let address: { host: string; port: number };
   try {
-    address = await listen(server, options.host, options.port ?? DEFAULT_PORT);
+    address = await bind(server, options, emit);
   } catch (err) {
     sweeper?.stop();
     void Promise.resolve(sweeper?.idle()).then(() => target.close());
     throw err;
   }
-  // After binding, errors come from accept() (out of file descriptors): report, keep serving.
-  server.on('error', (err) => {
-    const e = toFerryError(err);
-    emit({ event: 'error', code: e.code, message: `cannot accept a connection: ${e.message}`, exitCode: e.exitCode });
-  });
   options.signal?.addEventListener('abort', onAbort, { once: true });
   if (options.signal?.aborted) onAbort();
   emit({ event: 'listening', host: address.host, port: address.port, ...(guard ? { code: guard.code } : { insecure: true as const }) });
@@ -207,6 +185,46 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     done,
     close: (reason?: FerryError) => shutdown(reason ?? null, reason ? reason.exitCode : 0),
   };
+}
+
+/**
+ * What each session is given: the receiver's folder and policy, shared
+ * state (names arriving, --stdout), and its own way through the folder.
+ */
+function contexts(
+  options: ReceiveOptions,
+  shared: { target: TargetDir; emit: EventListener; admission: Admission; claimOnce(conn: ReceiverConnection): void },
+): (conn: ReceiverConnection, ticket: Ticket | undefined) => SessionContext {
+  const allowHidden = options.allowHidden ?? false;
+  const inFlight = new Set<string>();
+  const stdout = options.stdout ? { stream: options.stdout, taken: false } : undefined;
+  const check = offerChecker({ maxSize: options.maxSize, inFlight, stdout, allowHidden });
+  return (conn, ticket) => ({
+    target: shared.target,
+    tree: new TargetTree(shared.target, { allowHidden }),
+    check,
+    overwrite: options.overwrite ?? false,
+    fsync: options.fsync ?? true,
+    maxSize: options.maxSize,
+    inFlight,
+    stdout,
+    emit: ticket ? strangerEmit(shared.admission, ticket, shared.emit) : shared.emit,
+    onHandshake: () => {
+      // --insecure: the first HELLO is as far as this receiver can authenticate a sender.
+      ticket?.authenticated();
+      shared.claimOnce(conn);
+    },
+  });
+}
+
+/** Listens as the options say; from then on, accept() errors (out of file descriptors) are reported and serving goes on. */
+async function bind(server: Server, options: ReceiveOptions, emit: EventListener): Promise<{ host: string; port: number }> {
+  const address = await listen(server, options.host, options.port ?? DEFAULT_PORT);
+  server.on('error', (err) => {
+    const e = toFerryError(err);
+    emit({ event: 'error', code: e.code, message: `cannot accept a connection: ${e.message}`, exitCode: e.exitCode });
+  });
+  return address;
 }
 
 /** The receiver's code and wrong-code limiter; none with --insecure. */
