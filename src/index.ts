@@ -12,6 +12,7 @@ export { send, type SendOptions, type SendSummary, type FileResult } from './sen
 export { receive, DEFAULT_PORT, type ReceiveOptions, type Receiver } from './receiver/index.js';
 export { DEFAULT_TIMEOUT_MS } from './connection.js';
 export { DEFAULT_CHUNK_SIZE } from './sender/source.js';
-export { FerryError, ExitCode, exitCodeOf, type ErrorCode } from './protocol/errors.js';
+export { FerryError, type ErrorCode } from './protocol/errors.js';
+export { ExitCode, exitCodeOf } from './exit-codes.js';
 export type * from './events.js';
 export * as protocol from './protocol/index.js';

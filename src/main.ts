@@ -10,6 +10,7 @@ import { hideBin } from 'yargs/helpers';
 import { parseArgs, type OutputArgs, type ReceiveRequest, type SendRequest } from './cli.js';
 import { jsonLine, Output } from './output/index.js';
 import { terminalSafe } from './printable.js';
+import { exitCodeOf } from './exit-codes.js';
 import { FerryError, toFerryError } from './protocol/errors.js';
 import { askCode } from './prompt.js';
 import { checkCode } from './secure/code.js';
@@ -86,11 +87,11 @@ main(hideBin(process.argv)).then(
   (caught: unknown) => {
     const err = toFerryError(caught);
     if (process.argv.includes('--json')) {
-      process.stdout.write(`${jsonLine({ event: 'error', code: err.code, message: err.message, exitCode: err.exitCode })}\n`);
+      process.stdout.write(`${jsonLine({ event: 'error', code: err.code, message: err.message, exitCode: exitCodeOf(err.code) })}\n`);
     }
     process.stderr.write(`${terminalSafe(`ferry: ${err.message}`)}\n`);
     if (err.code === 'ERR_USAGE') process.stderr.write('ferry: try `ferry --help`\n');
     if (process.env.FERRY_DEBUG === '1') process.stderr.write(`${(err.cause as Error | undefined)?.stack ?? err.stack}\n`);
-    process.exit(err.exitCode);
+    process.exit(exitCodeOf(err.code));
   },
 );

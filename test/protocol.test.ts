@@ -2,7 +2,8 @@ import { describe, expect, test } from 'vitest';
 import { EXAMPLE, EXAMPLE_RECEIVER_STREAM, EXAMPLE_SENDER_STREAM, MALFORMED, rawFrame, readCapture } from '../fixtures/index.js';
 import { FrameType, HashId, HEADER_SIZE } from '../src/protocol/constants.js';
 import { FrameDecoder } from '../src/protocol/decoder.js';
-import { FerryError, codeOfWireStatus, exitCodeOf, wireStatusOf } from '../src/protocol/errors.js';
+import { exitCodeOf } from '../src/exit-codes.js';
+import { FerryError, codeOfWireStatus, wireStatusOf } from '../src/protocol/errors.js';
 import {
   encodeAbort,
   encodeAccept,

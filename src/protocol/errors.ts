@@ -1,68 +1,58 @@
 /**
  * Every failure in ferry is a FerryError with a stable string `code`. Codes
- * that travel on the wire have a u16 number (docs/protocol.md, section 8);
- * every code has the exit code the CLI ends with.
+ * that travel on the wire have a u16 number (docs/protocol.md, section 8).
+ * What a code means for a process's exit status is policy, not wire format:
+ * src/exit-codes.ts.
  */
-
-/** Process exit codes, the same on both sides (README, "Exit codes"). */
-export const enum ExitCode {
-  Ok = 0,
-  Failed = 1,
-  Usage = 2,
-  Integrity = 3,
-  Refused = 4,
-  Interrupted = 130,
-}
 
 interface CodeInfo {
   /** u16 status on the wire, or undefined for codes that never travel. */
   readonly wire?: number;
-  readonly exit: ExitCode;
 }
 
 const CODES = {
-  OK: { wire: 0x0000, exit: ExitCode.Ok },
-  // Refusals: the receiver said no to one file (exit 4).
-  ERR_EXISTS: { wire: 0x0101, exit: ExitCode.Refused },
-  ERR_BAD_NAME: { wire: 0x0102, exit: ExitCode.Refused },
-  ERR_NAME_TOO_LONG: { wire: 0x0103, exit: ExitCode.Refused },
-  ERR_TOO_LARGE: { wire: 0x0104, exit: ExitCode.Refused },
-  ERR_UNSUPPORTED_HASH: { wire: 0x0105, exit: ExitCode.Refused },
-  // The session was refused before any file (exit 4): docs/security.md.
-  ERR_BAD_CODE: { wire: 0x0106, exit: ExitCode.Refused },
-  ERR_RATE_LIMITED: { wire: 0x0107, exit: ExitCode.Refused },
-  ERR_INSECURE_MISMATCH: { wire: 0x0108, exit: ExitCode.Refused },
-  // Integrity: bytes arrived but are not the file (exit 3).
-  ERR_HASH_MISMATCH: { wire: 0x0201, exit: ExitCode.Integrity },
-  ERR_SIZE_MISMATCH: { wire: 0x0202, exit: ExitCode.Integrity },
-  // Transfer failures (exit 1).
-  ERR_TRANSFER: { wire: 0x0301, exit: ExitCode.Failed },
-  ERR_IO: { wire: 0x0302, exit: ExitCode.Failed },
-  ERR_TIMEOUT: { wire: 0x0303, exit: ExitCode.Failed },
-  ERR_INTERRUPTED: { wire: 0x0304, exit: ExitCode.Failed },
-  ERR_SOURCE_CHANGED: { wire: 0x0305, exit: ExitCode.Failed },
-  ERR_SHUTDOWN: { wire: 0x0306, exit: ExitCode.Failed },
+  OK: { wire: 0x0000 },
+  // Refusals: the receiver said no to one file.
+  ERR_EXISTS: { wire: 0x0101 },
+  ERR_BAD_NAME: { wire: 0x0102 },
+  ERR_NAME_TOO_LONG: { wire: 0x0103 },
+  ERR_TOO_LARGE: { wire: 0x0104 },
+  ERR_UNSUPPORTED_HASH: { wire: 0x0105 },
+  // The session was refused before any file: docs/security.md.
+  ERR_BAD_CODE: { wire: 0x0106 },
+  ERR_RATE_LIMITED: { wire: 0x0107 },
+  ERR_INSECURE_MISMATCH: { wire: 0x0108 },
+  // Integrity: bytes arrived but are not the file.
+  ERR_HASH_MISMATCH: { wire: 0x0201 },
+  ERR_SIZE_MISMATCH: { wire: 0x0202 },
+  // Transfer failures.
+  ERR_TRANSFER: { wire: 0x0301 },
+  ERR_IO: { wire: 0x0302 },
+  ERR_TIMEOUT: { wire: 0x0303 },
+  ERR_INTERRUPTED: { wire: 0x0304 },
+  ERR_SOURCE_CHANGED: { wire: 0x0305 },
+  ERR_SHUTDOWN: { wire: 0x0306 },
   // A refusal the sender retries: the name is arriving over another connection (maybe its own broken one).
-  ERR_BUSY: { wire: 0x0307, exit: ExitCode.Failed },
-  // Protocol violations (exit 1): the connection is dropped.
-  ERR_BAD_MAGIC: { wire: 0x0401, exit: ExitCode.Failed },
-  ERR_UNSUPPORTED_VERSION: { wire: 0x0402, exit: ExitCode.Failed },
-  ERR_UNKNOWN_FRAME_TYPE: { wire: 0x0403, exit: ExitCode.Failed },
-  ERR_FRAME_TOO_SMALL: { wire: 0x0404, exit: ExitCode.Failed },
-  ERR_FRAME_TOO_LARGE: { wire: 0x0405, exit: ExitCode.Failed },
-  ERR_BAD_END_MARKER: { wire: 0x0406, exit: ExitCode.Failed },
-  ERR_MALFORMED_PAYLOAD: { wire: 0x0407, exit: ExitCode.Failed },
-  ERR_UNEXPECTED_FRAME: { wire: 0x0408, exit: ExitCode.Failed },
-  ERR_TRUNCATED: { wire: 0x0409, exit: ExitCode.Failed },
+  ERR_BUSY: { wire: 0x0307 },
+  // Protocol violations: the connection is dropped.
+  ERR_BAD_MAGIC: { wire: 0x0401 },
+  ERR_UNSUPPORTED_VERSION: { wire: 0x0402 },
+  ERR_UNKNOWN_FRAME_TYPE: { wire: 0x0403 },
+  ERR_FRAME_TOO_SMALL: { wire: 0x0404 },
+  ERR_FRAME_TOO_LARGE: { wire: 0x0405 },
+  ERR_BAD_END_MARKER: { wire: 0x0406 },
+  ERR_MALFORMED_PAYLOAD: { wire: 0x0407 },
+  ERR_UNEXPECTED_FRAME: { wire: 0x0408 },
+  ERR_TRUNCATED: { wire: 0x0409 },
   // Local only: never on the wire.
-  ERR_CONNECT: { exit: ExitCode.Failed },
-  ERR_CONNECTION_LOST: { exit: ExitCode.Failed },
-  ERR_LISTEN: { exit: ExitCode.Failed },
-  ERR_USAGE: { exit: ExitCode.Usage },
-  ERR_NOT_FOUND: { exit: ExitCode.Usage },
-  ERR_UNREADABLE: { exit: ExitCode.Usage },
-  ERR_SIGINT: { exit: ExitCode.Interrupted },
-  ERR_SIGTERM: { exit: 143 as ExitCode },
+  ERR_CONNECT: {},
+  ERR_CONNECTION_LOST: {},
+  ERR_LISTEN: {},
+  ERR_USAGE: {},
+  ERR_NOT_FOUND: {},
+  ERR_UNREADABLE: {},
+  ERR_SIGINT: {},
+  ERR_SIGTERM: {},
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof CODES;
@@ -70,11 +60,6 @@ export type ErrorCode = keyof typeof CODES;
 const BY_WIRE = new Map<number, ErrorCode>();
 for (const [code, info] of Object.entries(CODES) as [ErrorCode, CodeInfo][]) {
   if (info.wire !== undefined) BY_WIRE.set(info.wire, code);
-}
-
-/** Exit code for an error code. */
-export function exitCodeOf(code: ErrorCode): ExitCode {
-  return CODES[code].exit;
 }
 
 /**
@@ -107,10 +92,6 @@ export class FerryError extends Error {
     this.name = 'FerryError';
     this.code = code;
     this.remote = options?.remote ?? false;
-  }
-
-  get exitCode(): ExitCode {
-    return exitCodeOf(this.code);
   }
 }
 

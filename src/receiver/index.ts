@@ -6,6 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { Connection, DEFAULT_TIMEOUT_MS, formatPeer, type ReceiverConnection } from '../connection.js';
 import type { EventListener } from '../events.js';
+import { exitCodeOf } from '../exit-codes.js';
 import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
 import { CodeGuard, generateCode, secureServer } from '../secure/index.js';
 import { RECEIVER_STATES } from '../protocol/states.js';
@@ -118,7 +119,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   /** Sockets still in the secure handshake: closed with the receiver. */
   const handshaking = new Set<Socket>();
   const maxSessions = options.maxConnections ?? DEFAULT_MAX_SESSIONS;
-  const busyExit = new FerryError('ERR_BUSY', '').exitCode;
+  const busyExit = exitCodeOf('ERR_BUSY');
   const admission = new Admission((_kind, message) => emit({ event: 'error', code: 'ERR_BUSY', message, exitCode: busyExit }));
   const context = contexts(options, { target, emit, admission, claimOnce });
   const startSession = (socket: Socket, ticket?: Ticket): void => {
@@ -163,7 +164,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
 
   const onAbort = (): void => {
     const err = abortError(options.signal);
-    void shutdown(err, err.exitCode);
+    void shutdown(err, exitCodeOf(err.code));
   };
 
   let address: { host: string; port: number };
@@ -183,7 +184,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     port: address.port,
     code: guard?.code,
     done,
-    close: (reason?: FerryError) => shutdown(reason ?? null, reason ? reason.exitCode : 0),
+    close: (reason?: FerryError) => shutdown(reason ?? null, reason ? exitCodeOf(reason.code) : 0),
   };
 }
 
@@ -222,7 +223,7 @@ async function bind(server: Server, options: ReceiveOptions, emit: EventListener
   const address = await listen(server, options.host, options.port ?? DEFAULT_PORT);
   server.on('error', (err) => {
     const e = toFerryError(err);
-    emit({ event: 'error', code: e.code, message: `cannot accept a connection: ${e.message}`, exitCode: e.exitCode });
+    emit({ event: 'error', code: e.code, message: `cannot accept a connection: ${e.message}`, exitCode: exitCodeOf(e.code) });
   });
   return address;
 }
@@ -311,7 +312,7 @@ function acceptor(deps: AcceptDeps): (socket: Socket) => void {
     const peer = formatPeer(socket.remoteAddress, socket.remotePort);
     // A stranger's wrong code is worth a line (a flood of them, a few lines); the receiver serves on.
     const message = e.code === 'ERR_BAD_CODE' ? `${peer} gave a wrong code; nothing was written` : `${peer}: ${e.message}`;
-    emit({ event: 'error', code: e.code, message: message + allowed.suffix, exitCode: e.exitCode, peer });
+    emit({ event: 'error', code: e.code, message: message + allowed.suffix, exitCode: exitCodeOf(e.code), peer });
   };
   return (socket) => {
     if (deps.refusing()) {

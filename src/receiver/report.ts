@@ -1,4 +1,5 @@
 /** The receiver's events about files: one wording for refusals, failures and saved files. */
+import { exitCodeOf } from '../exit-codes.js';
 import type { EventListener } from '../events.js';
 import type { HashAlgorithm } from '../hash.js';
 import { printableName } from '../printable.js';
@@ -12,17 +13,17 @@ export interface Reporter {
 
 /** An offer the receiver said no to (before keeping any byte). `name`: as offered, printable. */
 export function refused(r: Reporter, err: FerryError, name: string): void {
-  r.emit({ event: 'error', code: err.code, message: `refused ${printableName(name)} from ${r.peer}: ${err.message}`, exitCode: err.exitCode, name, peer: r.peer });
+  r.emit({ event: 'error', code: err.code, message: `refused ${printableName(name)} from ${r.peer}: ${err.message}`, exitCode: exitCodeOf(err.code), name, peer: r.peer });
 }
 
 /** A file that arrived but was not saved (not verified, or the disk failed). */
 export function failed(r: Reporter, err: FerryError, name: string): void {
-  r.emit({ event: 'error', code: err.code, message: `${printableName(name)} from ${r.peer}: ${err.message}`, exitCode: err.exitCode, name, peer: r.peer });
+  r.emit({ event: 'error', code: err.code, message: `${printableName(name)} from ${r.peer}: ${err.message}`, exitCode: exitCodeOf(err.code), name, peer: r.peer });
 }
 
 /** A refusal or a failure, by its exit code. */
 export function notSaved(r: Reporter, err: FerryError, name: string): void {
-  if (err.exitCode === 4) refused(r, err, name);
+  if (exitCodeOf(err.code) === 4) refused(r, err, name);
   else failed(r, err, name);
 }
 

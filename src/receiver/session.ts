@@ -10,7 +10,8 @@ import type { EventListener } from '../events.js';
 import { SUPPORTED_ALGORITHMS } from '../hash.js';
 import { printableName } from '../printable.js';
 import { FrameType, OfferFlag } from '../protocol/constants.js';
-import { FerryError, exitCodeOf, toFerryError } from '../protocol/errors.js';
+import { exitCodeOf } from '../exit-codes.js';
+import { FerryError, toFerryError } from '../protocol/errors.js';
 import { encodeHello, type OfferFrame } from '../protocol/messages.js';
 import { receiveAccepted } from './accepted.js';
 import { checkOffer, type Checked, type Refused } from './checks.js';
@@ -81,10 +82,10 @@ export async function runSession(conn: ReceiverConnection, ctx: SessionContext):
       event: 'error',
       code: err.code,
       message: current ? `${printableName(current)}: ${err.message}` : err.message,
-      exitCode: err.exitCode,
+      exitCode: exitCodeOf(err.code),
       peer: conn.peer,
       ...(current ? { name: current } : {}),
     });
-    return Math.max(worst, replies.worst, err.exitCode);
+    return Math.max(worst, replies.worst, exitCodeOf(err.code));
   }
 }

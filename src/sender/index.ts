@@ -18,7 +18,8 @@ import type { Readable } from 'node:stream';
 import { DEFAULT_TIMEOUT_MS } from '../connection.js';
 import type { EventListener } from '../events.js';
 import { SUPPORTED_ALGORITHMS, algorithmByName, type HashAlgorithm } from '../hash.js';
-import { FerryError, exitCodeOf } from '../protocol/errors.js';
+import { exitCodeOf } from '../exit-codes.js';
+import { FerryError} from '../protocol/errors.js';
 import { normalizeCode, prepareClient } from '../secure/index.js';
 import type { SendContext } from './attempt.js';
 import { Results, type FileResult } from './results.js';
@@ -101,7 +102,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   const error = failure?.error;
   if (error) {
     results.failRest(entries, error);
-    emit({ event: 'error', code: error.code, message: error.message, exitCode: error.exitCode, name: failure.during?.name });
+    emit({ event: 'error', code: error.code, message: error.message, exitCode: exitCodeOf(error.code), name: failure.during?.name });
   }
   const files = results.of(entries);
   const exitCode = Math.max(0, ...files.map((r) => exitCodeOf(r.code)));

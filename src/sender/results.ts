@@ -4,7 +4,8 @@
  */
 import type { EventListener, HashInfo } from '../events.js';
 import type { HashAlgorithm } from '../hash.js';
-import { exitCodeOf, type ErrorCode, type FerryError } from '../protocol/errors.js';
+import { exitCodeOf } from '../exit-codes.js';
+import { type ErrorCode, type FerryError } from '../protocol/errors.js';
 import type { VerdictFrame } from '../protocol/messages.js';
 import { peerText, printableName } from '../printable.js';
 import type { Entry } from './walk.js';
