@@ -3,7 +3,7 @@
  * sides (README, "Exit codes"). CLI and library policy, kept out of
  * src/protocol: the wire knows statuses, not processes.
  */
-import type { ErrorCode } from './protocol/errors.js';
+import { FerryError, type ErrorCode } from './protocol/errors.js';
 
 /** Process exit codes. */
 export const enum ExitCode {
@@ -61,3 +61,24 @@ const EXIT: Readonly<Record<ErrorCode, ExitCode>> = {
 export function exitCodeOf(code: ErrorCode): ExitCode {
   return EXIT[code];
 }
+
+/*
+ * `err.exitCode` on a FerryError is part of the library's API (README, "As
+ * a library": send() rejects with one, and callers read its exit code). The
+ * class lives in src/protocol, which knows nothing of processes, so the
+ * property is given to it here, where the policy is, for everything that
+ * imports ferry through src/index.ts or the CLI.
+ */
+declare module './protocol/errors.js' {
+  interface FerryError {
+    /** The process exit code this error maps to (exit-codes.ts). */
+    readonly exitCode: ExitCode;
+  }
+}
+
+Object.defineProperty(FerryError.prototype, 'exitCode', {
+  get(this: FerryError): ExitCode {
+    return exitCodeOf(this.code);
+  },
+  configurable: true,
+});
