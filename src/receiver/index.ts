@@ -9,6 +9,7 @@ import type { EventListener } from '../events.js';
 import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
 import { CodeGuard, generateCode, secureServer } from '../secure/index.js';
 import { RECEIVER_STATES } from '../protocol/states.js';
+import { rateLimiter, throttleReads } from '../rate-limit.js';
 import { encodeAbort } from '../protocol/messages.js';
 import { ADMISSION_LIMITS, Admission, DEFAULT_MAX_SESSIONS, type Ticket } from './admission.js';
 import { startSweeping } from './partials.js';
@@ -62,6 +63,12 @@ export interface ReceiveOptions {
   rateLimit?: { burst?: number; refillMs?: number };
   /** Write the one incoming file to this stream (--stdout) instead of into `dir`; implies `once`. */
   stdout?: Writable;
+  /**
+   * Bandwidth limit for everything this receiver receives, all sessions
+   * together: DATA bytes per second, at least 16 KiB (MIN_RATE). Reading
+   * pauses while over it, which slows the senders through TCP. Default none.
+   */
+  limitRate?: number;
   /** Authenticated sessions served at once (default 256); a sender beyond it is told ERR_BUSY and retries. Connections still in the handshake have their own budget (src/receiver/admission.ts). */
   maxConnections?: number;
   onEvent?: EventListener;
@@ -90,6 +97,8 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   const dir = options.dir ?? '.';
   if (options.insecure && options.code !== undefined) throw new FerryError('ERR_USAGE', 'a code and --insecure do not go together');
   const guard = codeGuard(options);
+  // One bucket for every session: the limit is the receiver's, not each sender's.
+  const limiter = rateLimiter(options.limitRate);
   const once = (options.once ?? false) || options.stdout !== undefined;
   const userEmit: EventListener = options.onEvent ?? (() => {});
   const started = performance.now();
@@ -117,6 +126,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     inFlight,
     stdout,
     emit: ticket ? strangerEmit(admission, ticket, emit) : emit,
+    throttle: limiter ? throttleReads(conn, limiter) : undefined,
     onHandshake: () => {
       // --insecure: the first HELLO is as far as this receiver can authenticate a sender.
       ticket?.authenticated();
