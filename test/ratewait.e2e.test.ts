@@ -272,6 +272,31 @@ describe('--limit-rate', () => {
     }
   });
 
+  test.each([
+    ['the sender', ['--limit-rate', '512K'], []],
+    ['the receiver', [], ['--limit-rate', '512K']],
+  ])('small files (the eager path), limited on %s: no faster than the limit allows', async (_side, sendArgs, receiveArgs) => {
+    const rate = 512 * KiB;
+    const src = await tempDir();
+    const dst = await tempDir();
+    const count = 24;
+    const size = 60 * KiB;
+    for (let i = 0; i < count; i++) await writeSample(src, `f${i}.bin`, size, i + 1);
+    const rx = await receiver(dst, ['--once', ...receiveArgs]);
+    const meter = await startMeter(rx.port);
+    try {
+      const tx = await run(['send', src, '--to', `127.0.0.1:${meter.port}`, '--json', ...sendArgs], 20_000);
+      expect(tx.code, tx.stderr).toBe(0);
+      expect(await rx.exit()).toBe(0);
+      expect(rx.events.filter((e) => e.event === 'received' && e.directory !== true)).toHaveLength(count);
+      const elapsedMs = meter.down.at(-1)!.at - meter.up[0]!.at;
+      // One eager file (60 KiB) is the largest piece either side lets through in debt.
+      expect(count * size).toBeLessThanOrEqual((rate * elapsedMs) / 1000 + burstFor(rate) + 64 * KiB);
+    } finally {
+      await meter.close();
+    }
+  });
+
   test('on the receiver, one sender: the same bound, and the file is whole', async () => {
     const src = await tempDir();
     const dst = await tempDir();
