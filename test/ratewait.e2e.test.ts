@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { burstFor } from '../src/rate-limit.js';
 import { ferry, receiver, run } from './support/cli.js';
-import { fingerprint, tempDir, within, writeSample } from './support/files.js';
+import { fingerprint, pattern, tempDir, within, writeSample } from './support/files.js';
 import { startProxy } from './support/proxy.js';
 
 const KiB = 1024;
@@ -93,16 +93,16 @@ describe('a receiver that was never reached', () => {
     let tries = 0;
     let sawTwo!: () => void;
     const twoTries = new Promise<void>((resolve) => (sawTwo = resolve));
-    const stand_in = createServer((socket) => {
+    const standIn = createServer((socket) => {
       socket.destroy();
       if (++tries === 2) sawTwo();
     });
-    await listenOn(stand_in, 0);
-    const port = (stand_in.address() as AddressInfo).port;
+    await listenOn(standIn, 0);
+    const port = (standIn.address() as AddressInfo).port;
 
     const tx = ferry(['send', file.path, '--to', `127.0.0.1:${port}`, '--wait', '10', '--json']);
     await within(twoTries, 5000, 'two tries of the sender');
-    await new Promise<void>((resolve) => stand_in.close(() => resolve()));
+    await new Promise<void>((resolve) => standIn.close(() => resolve()));
     // From here until the receiver listens, the sender's tries are refused: it waits on.
     const rx = ferry(['receive', '--json', '--host', '127.0.0.1', '--port', String(port), '--dir', dst, '--once']);
     expect(await tx.exit(15_000), tx.stderr()).toBe(0);
@@ -269,6 +269,24 @@ describe('--limit-rate', () => {
       await meter.close();
       rx.child.kill('SIGINT');
       await rx.exit();
+    }
+  });
+
+  test('on the sender, standard input (-): the same bound over every stretch', async () => {
+    const dst = await tempDir();
+    const content = pattern(1.5 * MiB, 9);
+    const rx = await receiver(dst, ['--once']);
+    const meter = await startMeter(rx.port);
+    try {
+      const tx = ferry(['send', '-', '--name', 'piped.bin', '--to', `127.0.0.1:${meter.port}`, '--json', '--limit-rate', '512K'], {}, { stdin: 'pipe' });
+      tx.child.stdin!.end(content);
+      expect(await tx.exit(20_000), tx.stderr()).toBe(0);
+      expect(await rx.exit()).toBe(0);
+      expect(fingerprint(await readFile(join(dst, 'piped.bin')))).toEqual(fingerprint(content));
+      const rate = 512 * KiB;
+      expect(worstExcess(meter.up, rate)).toBeLessThanOrEqual(2 * burstFor(rate) + overhead(total(meter.up)));
+    } finally {
+      await meter.close();
     }
   });
 
