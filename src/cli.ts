@@ -9,6 +9,7 @@ import yargs from 'yargs';
 import { DEFAULT_TIMEOUT_MS } from './connection.js';
 import { PROTOCOL_VERSION } from './protocol/constants.js';
 import { FerryError } from './protocol/errors.js';
+import { MIN_RATE, parseRate } from './rate-limit.js';
 import { checkCode } from './secure/code.js';
 import { DEFAULT_PORT, type ReceiveOptions } from './receiver/index.js';
 import type { SendOptions } from './sender/index.js';
@@ -21,11 +22,11 @@ export interface OutputArgs {
 }
 
 /** What `ferry send` will do. `code` is absent when none was given (main.ts may ask for it) and with --insecure. */
-export type SendRequest = Required<Pick<SendOptions, 'files' | 'host' | 'port' | 'insecure' | 'timeoutMs' | 'retries' | 'retryDelayMs'>> &
-  Pick<SendOptions, 'code' | 'hash' | 'chunkSize' | 'stdinName'>;
+export type SendRequest = Required<Pick<SendOptions, 'files' | 'host' | 'port' | 'insecure' | 'timeoutMs' | 'retries' | 'retryDelayMs' | 'waitMs'>> &
+  Pick<SendOptions, 'code' | 'hash' | 'chunkSize' | 'stdinName' | 'limitRate'>;
 
 export type ReceiveRequest = Required<Pick<ReceiveOptions, 'dir' | 'port' | 'once' | 'overwrite' | 'allowHidden' | 'timeoutMs' | 'fsync' | 'insecure'>> &
-  Pick<ReceiveOptions, 'code' | 'host' | 'maxSize'> & {
+  Pick<ReceiveOptions, 'code' | 'host' | 'maxSize' | 'limitRate'> & {
     /** The one incoming file goes to standard output (messages to stderr). */
     stdout: boolean;
   };
@@ -56,6 +57,7 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
     .option('timeout', { type: 'number', default: DEFAULT_TIMEOUT_MS / 1000, describe: 'seconds to wait for a silent peer' })
     .option('code', { type: 'string', describe: 'the one-time code (default: FERRY_CODE; a receiver makes a fresh one; a sender on a terminal asks)' })
     .option('insecure', { type: 'boolean', default: false, describe: 'no code, no encryption: plain TCP (both sides must say so)' })
+    .option('limit-rate', { type: 'string', describe: 'at most RATE bytes of file data per second (K, M, G: 1K = 1024; at least 16K); a receiver: all senders together' })
     .command(
       'receive',
       'listen for senders and save their files, each verified',
@@ -85,6 +87,7 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
           .option('name', { type: 'string', describe: 'the name standard input (-) is saved under' })
           .option('retries', { type: 'number', default: 5, describe: 'new attempts after a broken connection, each resuming where the last stopped' })
           .option('retry-delay', { type: 'number', default: 1, describe: 'seconds before the first retry; doubles each time, at most 16' })
+          .option('wait', { type: 'number', default: 0, describe: 'keep trying to reach the receiver this many seconds (for a receiver started after the sender); default: fail at once' })
           .option('to', { alias: 't', type: 'string', demandOption: true, describe: 'receiver as HOST[:PORT] ([IPV6]:PORT), port 7878 by default' })
           .option('hash', { type: 'string', choices: ['blake3', 'sha256'], describe: 'hash algorithm (default: the fastest both sides know)' })
           .option('chunk-size', { type: 'number', describe: 'bytes per data frame (default 1 MiB)' }),
@@ -147,10 +150,11 @@ interface CommonArgs {
   timeout: number;
   code?: string | undefined;
   insecure: boolean;
+  'limit-rate'?: string | undefined;
 }
 
 function sendRequest(
-  args: CommonArgs & { files: string[]; name?: string | undefined; retries: number; 'retry-delay': number; to: string; hash?: string | undefined; 'chunk-size'?: number | undefined },
+  args: CommonArgs & { files: string[]; name?: string | undefined; retries: number; 'retry-delay': number; wait: number; to: string; hash?: string | undefined; 'chunk-size'?: number | undefined },
   env: Env,
 ): SendRequest {
   const files = args.files.map(fromArg);
@@ -160,9 +164,11 @@ function sendRequest(
   if (files.filter((f) => f === '-').length > 1) throw usage('standard input (-) can be sent once');
   if (!(Number.isInteger(args.retries) && args.retries >= 0)) throw usage('--retries must be a whole number');
   if (!(args['retry-delay'] >= 0)) throw usage('--retry-delay must be a number of seconds');
+  if (!(Number.isFinite(args.wait) && args.wait >= 0)) throw usage('--wait must be a number of seconds');
   const target = parseTarget(args.to);
   if (target.port === 0) throw usage(`--to ${args.to}: port 0 cannot be dialled`);
   const code = codeOf(args, env);
+  const limitRate = limitRateOf(args['limit-rate']);
   return {
     files,
     ...target,
@@ -170,7 +176,9 @@ function sendRequest(
     timeoutMs: timeoutMs(args.timeout),
     retries: args.retries,
     retryDelayMs: Math.round(args['retry-delay'] * 1000),
+    waitMs: Math.round(args.wait * 1000),
     ...(code === undefined ? {} : { code }),
+    ...(limitRate === undefined ? {} : { limitRate }),
     ...(args.hash === undefined ? {} : { hash: args.hash }),
     ...(args['chunk-size'] === undefined ? {} : { chunkSize: args['chunk-size'] }),
     ...(name === undefined ? {} : { stdinName: name }),
@@ -184,6 +192,7 @@ function receiveRequest(
   const maxSize = args['max-size'];
   if (maxSize !== undefined && !(maxSize >= 0)) throw usage('--max-size must be a number of bytes');
   const code = codeOf(args, env);
+  const limitRate = limitRateOf(args['limit-rate']);
   return {
     dir: args.dir,
     port: parsePort(args.port, '--port'),
@@ -197,7 +206,17 @@ function receiveRequest(
     ...(code === undefined ? {} : { code }),
     ...(args.host === undefined ? {} : { host: args.host }),
     ...(maxSize === undefined ? {} : { maxSize }),
+    ...(limitRate === undefined ? {} : { limitRate }),
   };
+}
+
+/** --limit-rate RATE as bytes per second (binary suffixes: 1K = 1024), or undefined when not given. */
+function limitRateOf(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const rate = parseRate(text);
+  if (rate === undefined) throw usage(`--limit-rate ${text}: expected bytes per second, as 65536, 500K, 1.5M or 2G`);
+  if (rate < MIN_RATE) throw usage(`--limit-rate ${text}: at least 16K (${MIN_RATE} bytes per second)`);
+  return rate;
 }
 
 function usage(message: string): FerryError {

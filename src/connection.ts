@@ -19,8 +19,8 @@ import { allowedIn, SENDER_STATES, type FrameIn, type RECEIVER_STATES, type Stat
 
 export type DataHandler = (piece: Buffer) => void;
 
-/** Why input is paused; reading resumes when no reason is left. */
-type PauseReason = 'frame' | 'sink';
+/** Why input is paused; reading resumes when no reason is left. 'rate': the receiver's --limit-rate (src/rate-limit.ts). */
+type PauseReason = 'frame' | 'sink' | 'rate';
 
 /** Default for every wait on the peer, both sides (--timeout). */
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -88,7 +88,7 @@ export class Connection<T extends StateTable = StateTable> {
       expire: (err) => {
         if (!this.failure) this.abort(err);
       },
-      excused: () => this.localWork > 0 || this.pauses.has('sink'),
+      excused: () => this.localWork > 0 || this.pauses.has('sink') || this.pauses.has('rate'),
     });
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
@@ -230,13 +230,17 @@ export class Connection<T extends StateTable = StateTable> {
     this.dataHandler = handler;
   }
 
-  /** Input flow control for the data sink (backpressure to the peer through TCP). */
-  pauseData(): void {
-    this.pause('sink');
+  /**
+   * Input flow control (backpressure to the peer through TCP), for the data
+   * sink or the rate limit: each reason is lifted on its own, so a sink
+   * that drains does not undo a rate pause.
+   */
+  pauseData(reason: 'sink' | 'rate' = 'sink'): void {
+    this.pause(reason);
   }
 
-  resumeData(): void {
-    this.unpause('sink');
+  resumeData(reason: 'sink' | 'rate' = 'sink'): void {
+    this.unpause(reason);
   }
 
   /**

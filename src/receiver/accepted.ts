@@ -143,6 +143,7 @@ async function receiveBytes(
     hasher.update(piece);
     progress(received);
     if (sink.full) conn.pauseData();
+    ctx.throttle?.(piece.length);
   });
   await conn.write(encodeAccept(offset, offset > 0 ? hasher.digest() : undefined));
   // Until the verdict the sender hears nothing else from us: on a slow link

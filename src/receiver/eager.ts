@@ -105,6 +105,7 @@ export async function receiveEager(conn: ReceiverConnection, offer: OfferFrame, 
     if (received + piece.length > offer.size) throw new FerryError('ERR_SIZE_MISMATCH', `more than the ${offer.size} bytes offered`);
     received += piece.length;
     if (!isRefused(checked)) pieces.push(piece);
+    ctx.throttle?.(piece.length);
   });
   let end;
   try {

@@ -10,6 +10,7 @@ import { exitCodeOf } from '../exit-codes.js';
 import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
 import { CodeGuard, generateCode, secureServer } from '../secure/index.js';
 import { RECEIVER_STATES } from '../protocol/states.js';
+import { rateLimiter, throttleReads, type RateLimiter } from '../rate-limit.js';
 import { encodeAbort } from '../protocol/messages.js';
 import { ADMISSION_LIMITS, Admission, DEFAULT_MAX_SESSIONS, type Ticket } from './admission.js';
 import { startSweeping } from './partials.js';
@@ -63,6 +64,12 @@ export interface ReceiveOptions {
   rateLimit?: { burst?: number; refillMs?: number };
   /** Write the one incoming file to this stream (--stdout) instead of into `dir`; implies `once`. */
   stdout?: Writable;
+  /**
+   * Bandwidth limit for everything this receiver receives, all sessions
+   * together: DATA bytes per second, at least 16 KiB (MIN_RATE). Reading
+   * pauses while over it, which slows the senders through TCP. Default none.
+   */
+  limitRate?: number;
   /** Authenticated sessions served at once (default 256); a sender beyond it is told ERR_BUSY and retries. Connections still in the handshake have their own budget (src/receiver/admission.ts). */
   maxConnections?: number;
   onEvent?: EventListener;
@@ -91,6 +98,8 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   const dir = options.dir ?? '.';
   if (options.insecure && options.code !== undefined) throw new FerryError('ERR_USAGE', 'a code and --insecure do not go together');
   const guard = codeGuard(options);
+  // One bucket for every session: the limit is the receiver's, not each sender's.
+  const limiter = rateLimiter(options.limitRate);
   const once = (options.once ?? false) || options.stdout !== undefined;
   const userEmit: EventListener = options.onEvent ?? (() => {});
   const started = performance.now();
@@ -121,7 +130,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   const maxSessions = options.maxConnections ?? DEFAULT_MAX_SESSIONS;
   const busyExit = exitCodeOf('ERR_BUSY');
   const admission = new Admission((_kind, message) => emit({ event: 'error', code: 'ERR_BUSY', message, exitCode: busyExit }));
-  const context = contexts(options, { target, emit, admission, claimOnce });
+  const context = contexts(options, { target, emit, admission, claimOnce, limiter });
   const startSession = (socket: Socket, ticket?: Ticket): void => {
     const conn = new Connection(socket, timeoutMs, RECEIVER_STATES);
     const session = runSession(conn, context(conn, ticket));
@@ -194,7 +203,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
  */
 function contexts(
   options: ReceiveOptions,
-  shared: { target: TargetDir; emit: EventListener; admission: Admission; claimOnce(conn: ReceiverConnection): void },
+  shared: { target: TargetDir; emit: EventListener; admission: Admission; claimOnce(conn: ReceiverConnection): void; limiter: RateLimiter | undefined },
 ): (conn: ReceiverConnection, ticket: Ticket | undefined) => SessionContext {
   const allowHidden = options.allowHidden ?? false;
   const inFlight = new Set<string>();
@@ -210,6 +219,7 @@ function contexts(
     inFlight,
     stdout,
     emit: ticket ? strangerEmit(shared.admission, ticket, shared.emit) : shared.emit,
+    throttle: shared.limiter ? throttleReads(conn, shared.limiter) : undefined,
     onHandshake: () => {
       // --insecure: the first HELLO is as far as this receiver can authenticate a sender.
       ticket?.authenticated();

@@ -34,6 +34,8 @@ export interface SessionContext {
   /** --stdout: the one file goes there instead of into `dir`. */
   stdout: { stream: Writable; taken: boolean } | undefined;
   emit: EventListener;
+  /** --limit-rate: DATA handlers report each piece read, and reading stops while over the limit (src/rate-limit.ts). */
+  throttle?: ((bytes: number) => void) | undefined;
   /** Called once the peer proved to speak ferry (a valid HELLO). */
   onHandshake(): void;
 }

@@ -10,6 +10,7 @@ import { SUPPORTED_ALGORITHMS, chooseAlgorithm, type HashAlgorithm } from '../ha
 import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
 import { encodeBye, encodeHello } from '../protocol/messages.js';
 import { SENDER_STATES } from '../protocol/states.js';
+import type { RateLimiter } from '../rate-limit.js';
 import { secureClient } from '../secure/index.js';
 import { dial } from './dial.js';
 import { EagerWindow, isEager } from './eager.js';
@@ -35,6 +36,8 @@ export interface SendContext {
   /** Absent: --insecure. */
   code: string | undefined;
   signal: AbortSignal | undefined;
+  /** --limit-rate: DATA waits for its tokens (src/rate-limit.ts). */
+  limiter: RateLimiter | undefined;
 }
 
 /** Why an attempt ended early. */
@@ -42,6 +45,8 @@ export interface AttemptFailure {
   error: FerryError;
   /** The entry on the wire when it failed: the session's error is reported against it. */
   during: Entry | undefined;
+  /** The receiver was not reached: the dial or the secure handshake failed (wait.ts). */
+  unreached?: true;
 }
 
 /**
@@ -55,7 +60,7 @@ export async function runAttempt(todo: readonly Entry[], ctx: SendContext, cutIn
   try {
     conn = await connect(ctx);
   } catch (err) {
-    return { error: toFerryError(err), during: cutIn };
+    return { error: toFerryError(err), during: cutIn, unreached: true };
   }
   const onAbort = (): void => conn.abort(abortError(ctx.signal));
   ctx.signal?.addEventListener('abort', onAbort, { once: true });
@@ -69,7 +74,7 @@ export async function runAttempt(todo: readonly Entry[], ctx: SendContext, cutIn
   let current: Entry | undefined;
   try {
     const algorithm = await hello(conn, ctx.forced);
-    window = new EagerWindow(conn, algorithm, record);
+    window = new EagerWindow(conn, algorithm, record, ctx.limiter);
     for (const entry of todo) {
       if (isEager(entry)) {
         await window.send(entry);

@@ -9,6 +9,7 @@ import { digestOf, type HashAlgorithm } from '../hash.js';
 import { FrameType, MAX_EAGER_BYTES, OfferFlag } from '../protocol/constants.js';
 import { FerryError } from '../protocol/errors.js';
 import { encodeEnd, encodeFrame, encodeOffer, payloadOf } from '../protocol/messages.js';
+import { paceWrite, type RateLimiter } from '../rate-limit.js';
 import { failed, judge, type FileResult } from './results.js';
 import { readSmall } from './source.js';
 import type { DirectoryEntry, Entry, FileEntry } from './walk.js';
@@ -36,13 +37,15 @@ export class EagerWindow {
   private readonly conn: SenderConnection;
   private readonly algorithm: HashAlgorithm;
   private readonly record: (entry: Entry, result: FileResult) => void;
+  private readonly limiter: RateLimiter | undefined;
   private readonly inFlight: InFlight[] = [];
   private bytes = 0;
 
-  constructor(conn: SenderConnection, algorithm: HashAlgorithm, record: (entry: Entry, result: FileResult) => void) {
+  constructor(conn: SenderConnection, algorithm: HashAlgorithm, record: (entry: Entry, result: FileResult) => void, limiter?: RateLimiter) {
     this.conn = conn;
     this.algorithm = algorithm;
     this.record = record;
+    this.limiter = limiter;
   }
 
   /** The oldest offer still without a verdict: the one a failure of the session is reported against. */
@@ -63,6 +66,8 @@ export class EagerWindow {
       content = read;
     }
     const digest = entry.kind === 'file' ? digestOf(this.algorithm, content) : Buffer.alloc(0);
+    // Before batch(): a wait here must not hold back the writes already corked.
+    if (this.limiter) await paceWrite(this.limiter, content.length, this.conn.failed);
     this.conn.batch();
     // A VERDICT is due from now on: it may come while the next offers are written.
     this.conn.enter('EAGER');

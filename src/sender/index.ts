@@ -10,6 +10,7 @@
  *   stream.ts   standard input
  *   offer.ts    a non-eager offer's round trips (OFFER/ACCEPT, END/VERDICT)
  *   results.ts  FileResult, judging a VERDICT, and the results of a send
+ *   wait.ts     before the first connection: fail at once, or --wait for the receiver
  *   dial.ts     the TCP connect
  *   walk.ts     the paths given, as the list of what is offered
  *   source.ts   reading local files
@@ -19,7 +20,8 @@ import { DEFAULT_TIMEOUT_MS } from '../connection.js';
 import type { EventListener } from '../events.js';
 import { SUPPORTED_ALGORITHMS, algorithmByName, type HashAlgorithm } from '../hash.js';
 import { exitCodeOf } from '../exit-codes.js';
-import { FerryError} from '../protocol/errors.js';
+import { FerryError } from '../protocol/errors.js';
+import { rateLimiter, type RateLimiter } from '../rate-limit.js';
 import { normalizeCode, prepareClient } from '../secure/index.js';
 import type { SendContext } from './attempt.js';
 import { Results, type FileResult } from './results.js';
@@ -55,6 +57,15 @@ export interface SendOptions {
   retries?: number;
   /** Pause before the first retry; doubles each time, at most 16 s. Default 1 s. */
   retryDelayMs?: number;
+  /**
+   * Until a first connection is established, keep trying to reach the
+   * receiver this long, every 250 ms (a receiver started after the sender).
+   * Default 0: a receiver that cannot be reached fails the send at once
+   * (ERR_CONNECT), without the retries, which are for connections lost.
+   */
+  waitMs?: number;
+  /** Bandwidth limit: DATA bytes per second, at least 16 KiB (MIN_RATE). Default none. */
+  limitRate?: number;
   onEvent?: EventListener;
   /** Aborting stops the transfer; the peer is told, and the reason's code is reported (ERR_SIGINT by default). */
   signal?: AbortSignal;
@@ -78,7 +89,7 @@ export interface SendSummary {
 export async function send(options: SendOptions): Promise<SendSummary> {
   const started = performance.now();
   const emit: EventListener = options.onEvent ?? (() => {});
-  const { forced, retries, chunkSize } = checkOptions(options);
+  const { forced, retries, chunkSize, waitMs, limiter } = checkOptions(options);
   // The password hash (~50 ms) runs while the paths are walked and the receiver dialled.
   if (options.code !== undefined) prepareClient(options.code);
   const entries = await collect(options.files, { stdinName: options.stdinName, emit });
@@ -94,11 +105,12 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     results,
     chunkSize,
     pool: undefined,
+    limiter,
     stdin: options.stdin ?? process.stdin,
     code: options.code,
     signal: options.signal,
   };
-  const failure = await sendWithRetries(entries, ctx, { retries, firstDelayMs: options.retryDelayMs ?? 1000 });
+  const failure = await sendWithRetries(entries, ctx, { retries, firstDelayMs: options.retryDelayMs ?? 1000, waitMs });
   const error = failure?.error;
   if (error) {
     results.failRest(entries, error);
@@ -120,8 +132,16 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   return error ? { exitCode, files, error } : { exitCode, files };
 }
 
+interface Checked {
+  forced: HashAlgorithm | undefined;
+  retries: number;
+  chunkSize: number;
+  waitMs: number;
+  limiter: RateLimiter | undefined;
+}
+
 /** ERR_USAGE for options that cannot work, before anything is walked or sent. */
-function checkOptions(options: SendOptions): { forced: HashAlgorithm | undefined; retries: number; chunkSize: number } {
+function checkOptions(options: SendOptions): Checked {
   const forced = options.hash === undefined ? undefined : algorithmByName(options.hash);
   if (options.hash !== undefined && !forced) {
     throw new FerryError('ERR_USAGE', `unknown hash algorithm ${options.hash} (known: ${SUPPORTED_ALGORITHMS.map((a) => a.name).join(', ')})`);
@@ -136,7 +156,11 @@ function checkOptions(options: SendOptions): { forced: HashAlgorithm | undefined
   if (options.code !== undefined) normalizeCode(options.code);
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
   if (!(Number.isInteger(chunkSize) && chunkSize >= 1 && chunkSize <= 8 * 1024 * 1024)) throw new FerryError('ERR_USAGE', `chunk size ${chunkSize} out of range`);
-  return { forced, retries, chunkSize };
+  const waitMs = options.waitMs ?? 0;
+  if (!(Number.isFinite(waitMs) && waitMs >= 0)) throw new FerryError('ERR_USAGE', `wait must be a number of milliseconds, not ${waitMs}`);
+  const limiter = rateLimiter(options.limitRate);
+  // A frame over the burst would go as one write after a long wait: at 16 KiB/s a 1 MiB frame is 64 s of silence for the receiver.
+  return { forced, retries, chunkSize: limiter ? Math.min(chunkSize, limiter.burst) : chunkSize, waitMs, limiter };
 }
 
 function emitPlan(entries: readonly Entry[], emit: EventListener): void {

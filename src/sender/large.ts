@@ -15,6 +15,7 @@ import { digestOf, hashFilePrefix, type HashAlgorithm, type Hasher } from '../ha
 import { FrameType, HEADER_SIZE } from '../protocol/constants.js';
 import { FerryError } from '../protocol/errors.js';
 import { printableName } from '../printable.js';
+import { paceWrite, type RateLimiter } from '../rate-limit.js';
 import { encodeEnd, encodeOffer, encodeResume, frameDataInPlace, payloadOf, type AcceptFrame } from '../protocol/messages.js';
 import type { SendContext } from './attempt.js';
 import { finish, offer } from './offer.js';
@@ -49,7 +50,7 @@ export async function sendLarge({ conn, entry, algorithm, ctx }: LargeFile): Pro
     const { hasher, from } = await resumePoint({ conn, handle, reply, algorithm, size: entry.size, pool, shown });
     ctx.emit({ event: 'start', side: 'send', name: entry.name, bytes: entry.size, peer: conn.peer, resumedFrom: from > 0 ? from : undefined });
     const progress = progressReporter(ctx.emit, { side: 'send', name: entry.name, bytes: entry.size, peer: conn.peer });
-    await streamFile({ conn, handle, size: entry.size, shown, hasher, from, pool, progress });
+    await streamFile({ conn, handle, size: entry.size, shown, hasher, from, pool, progress, limiter: ctx.limiter });
     const after = await handle.stat();
     // ctime too: a rewrite that puts the mtime back (cp -p, rsync -t, tar) cannot reset it.
     if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || after.ctimeMs !== before.ctimeMs || before.size !== entry.size) {
@@ -113,8 +114,9 @@ async function streamFile(job: {
   from: number;
   pool: BufferPool;
   progress: (done: number) => void;
+  limiter: RateLimiter | undefined;
 }): Promise<void> {
-  const { conn, handle, size, shown, hasher, from, pool, progress } = job;
+  const { conn, handle, size, shown, hasher, from, pool, progress, limiter } = job;
   let sent = from;
   let written = from;
   progress(written);
@@ -125,6 +127,12 @@ async function streamFile(job: {
       throw conn.error;
     }
     const want = Math.min(pool.chunkSize, size - sent);
+    try {
+      await paceWrite(limiter, want, conn.failed);
+    } catch (err) {
+      pool.release(buffer);
+      throw err;
+    }
     const got = await readChunk(handle, buffer, want, sent);
     if (got < want) {
       pool.release(buffer);

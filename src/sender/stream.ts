@@ -5,6 +5,7 @@ import { digestOf, type HashAlgorithm } from '../hash.js';
 import { FrameType, OfferFlag } from '../protocol/constants.js';
 import { FerryError } from '../protocol/errors.js';
 import { encodeEnd, encodeFrame, encodeOffer, payloadOf } from '../protocol/messages.js';
+import { paceWrite } from '../rate-limit.js';
 import type { SendContext } from './attempt.js';
 import { finish, offer } from './offer.js';
 import { judge, refused, type FileResult } from './results.js';
@@ -36,6 +37,7 @@ export async function sendStream({ conn, entry, algorithm, ctx }: Stream): Promi
       const piece = chunk.subarray(at, at + ctx.chunkSize);
       hasher.update(piece);
       sent += piece.length;
+      await paceWrite(ctx.limiter, piece.length, conn.failed);
       await conn.write(encodeFrame(FrameType.Data, piece));
       progress(sent);
     }

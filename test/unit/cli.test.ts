@@ -172,6 +172,33 @@ describe('numbers', () => {
   });
 });
 
+describe('--wait and --limit-rate', () => {
+  test('--wait: seconds to milliseconds, 0 (fail at once) by default; negative or not a number refused', () => {
+    expect(sendOf(['f', '--to', 'h']).waitMs).toBe(0);
+    expect(sendOf(['f', '--to', 'h', '--wait', '10']).waitMs).toBe(10_000);
+    expect(sendOf(['f', '--to', 'h', '--wait', '0.25']).waitMs).toBe(250);
+    for (const bad of ['-1', 'abc', 'Infinity']) expect(usageError(['send', 'f', '--to', 'h', '--wait', bad]).message).toMatch(/--wait/);
+  });
+
+  test('--wait is the sender\'s: the receiver does not know it', () => {
+    usageError(['receive', '--wait', '5']);
+  });
+
+  test('--limit-rate: bytes per second, binary suffixes, on both sides; absent by default', () => {
+    expect(sendOf(['f', '--to', 'h'])).not.toHaveProperty('limitRate');
+    expect(sendOf(['f', '--to', 'h', '--limit-rate', '1M']).limitRate).toBe(1024 * 1024);
+    expect(sendOf(['f', '--to', 'h', '--limit-rate', '500k']).limitRate).toBe(500 * 1024);
+    expect(sendOf(['f', '--to', 'h', '--limit-rate', '65536']).limitRate).toBe(65536);
+    const rx = parseArgs(['receive', '--code', CODE, '--limit-rate', '2G']);
+    expect(rx.command === 'receive' && rx.options.limitRate).toBe(2 * 1024 ** 3);
+  });
+
+  test.each(['fast', '1T', '-1M', '', '15K', '16383'])('--limit-rate %j is a usage error (not a rate, or under 16K)', (bad) => {
+    expect(usageError(['send', 'f', '--to', 'h', `--limit-rate=${bad}`]).message).toMatch(/--limit-rate/);
+    expect(usageError(['receive', '--code', CODE, `--limit-rate=${bad}`]).message).toMatch(/--limit-rate/);
+  });
+});
+
 describe('receive and clean', () => {
   test('the defaults, and every option', () => {
     expect(parseArgs(['receive', '--code', CODE])).toEqual({
