@@ -21,10 +21,10 @@ export interface OutputArgs {
 }
 
 /** What `ferry send` will do. `code` is absent when none was given (main.ts may ask for it) and with --insecure. */
-export type SendRequest = Required<Pick<SendOptions, 'files' | 'host' | 'port' | 'insecure' | 'timeoutMs' | 'retries' | 'retryDelayMs'>> &
+export type SendRequest = Required<Pick<SendOptions, 'files' | 'host' | 'port' | 'insecure' | 'timeoutMs' | 'retries' | 'retryDelayMs' | 'skipSame' | 'update'>> &
   Pick<SendOptions, 'code' | 'hash' | 'chunkSize' | 'stdinName'>;
 
-export type ReceiveRequest = Required<Pick<ReceiveOptions, 'dir' | 'port' | 'once' | 'overwrite' | 'allowHidden' | 'timeoutMs' | 'fsync' | 'insecure'>> &
+export type ReceiveRequest = Required<Pick<ReceiveOptions, 'dir' | 'port' | 'once' | 'overwrite' | 'allowUpdate' | 'allowHidden' | 'timeoutMs' | 'fsync' | 'insecure'>> &
   Pick<ReceiveOptions, 'code' | 'host' | 'maxSize'> & {
     /** The one incoming file goes to standard output (messages to stderr). */
     stdout: boolean;
@@ -66,6 +66,7 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
           .option('port', { alias: 'p', type: 'number', default: DEFAULT_PORT, describe: 'port to listen on; 0 lets the OS choose' })
           .option('once', { type: 'boolean', default: false, describe: "exit after the first sender's transfer, with its exit code" })
           .option('overwrite', { type: 'boolean', default: false, describe: 'replace existing files (default: refuse them)' })
+          .option('allow-update', { type: 'boolean', default: false, describe: 'replace an existing file when its sender asks (send --update), verified first' })
           .option('allow-hidden', { type: 'boolean', default: false, describe: "accept names beginning with '.' at the top of --dir (.ssh, .bashrc) and writing into hidden folders already there" })
           .option('max-size', { type: 'number', describe: 'refuse files larger than this many bytes' })
           .option('fsync', { type: 'boolean', default: true, describe: 'flush each file to disk before naming it (--no-fsync to skip)' })
@@ -83,6 +84,8 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
         y
           .positional('files', { type: 'string', array: true, default: [] as string[], describe: 'files and folders to send; - reads standard input (with --name)' })
           .option('name', { type: 'string', describe: 'the name standard input (-) is saved under' })
+          .option('skip-same', { type: 'boolean', default: true, describe: 'ask first, and do not send files the receiver has with the same content (--no-skip-same to send all)' })
+          .option('update', { type: 'boolean', default: false, describe: 'replace files that changed (the receiver must allow it: --allow-update)' })
           .option('retries', { type: 'number', default: 5, describe: 'new attempts after a broken connection, each resuming where the last stopped' })
           .option('retry-delay', { type: 'number', default: 1, describe: 'seconds before the first retry; doubles each time, at most 16' })
           .option('to', { alias: 't', type: 'string', demandOption: true, describe: 'receiver as HOST[:PORT] ([IPV6]:PORT), port 7878 by default' })
@@ -150,7 +153,17 @@ interface CommonArgs {
 }
 
 function sendRequest(
-  args: CommonArgs & { files: string[]; name?: string | undefined; retries: number; 'retry-delay': number; to: string; hash?: string | undefined; 'chunk-size'?: number | undefined },
+  args: CommonArgs & {
+    files: string[];
+    name?: string | undefined;
+    retries: number;
+    'retry-delay': number;
+    to: string;
+    hash?: string | undefined;
+    'chunk-size'?: number | undefined;
+    'skip-same': boolean;
+    update: boolean;
+  },
   env: Env,
 ): SendRequest {
   const files = args.files.map(fromArg);
@@ -170,6 +183,8 @@ function sendRequest(
     timeoutMs: timeoutMs(args.timeout),
     retries: args.retries,
     retryDelayMs: Math.round(args['retry-delay'] * 1000),
+    skipSame: args['skip-same'],
+    update: args.update,
     ...(code === undefined ? {} : { code }),
     ...(args.hash === undefined ? {} : { hash: args.hash }),
     ...(args['chunk-size'] === undefined ? {} : { chunkSize: args['chunk-size'] }),
@@ -178,7 +193,18 @@ function sendRequest(
 }
 
 function receiveRequest(
-  args: CommonArgs & { dir: string; host?: string | undefined; port: number; once: boolean; overwrite: boolean; 'allow-hidden': boolean; 'max-size'?: number | undefined; fsync: boolean; stdout: boolean },
+  args: CommonArgs & {
+    dir: string;
+    host?: string | undefined;
+    port: number;
+    once: boolean;
+    overwrite: boolean;
+    'allow-update': boolean;
+    'allow-hidden': boolean;
+    'max-size'?: number | undefined;
+    fsync: boolean;
+    stdout: boolean;
+  },
   env: Env,
 ): ReceiveRequest {
   const maxSize = args['max-size'];
@@ -189,6 +215,7 @@ function receiveRequest(
     port: parsePort(args.port, '--port'),
     once: args.once,
     overwrite: args.overwrite,
+    allowUpdate: args['allow-update'],
     allowHidden: args['allow-hidden'],
     timeoutMs: timeoutMs(args.timeout),
     fsync: args.fsync,

@@ -83,6 +83,9 @@ export class Output {
         this.bars?.finish('send', event.name, undefined, event.bytes);
         for (const text of this.files.sent(event)) this.line(text);
         return;
+      case 'unchanged':
+        for (const text of this.files.unchanged(event)) this.line(text);
+        return;
       case 'received':
         this.bars?.finish('receive', event.name, event.peer, event.bytes);
         for (const text of this.files.received(event)) this.line(text);

@@ -32,6 +32,8 @@ const CODES = {
   ERR_BAD_CODE: { wire: 0x0106, exit: ExitCode.Refused },
   ERR_RATE_LIMITED: { wire: 0x0107, exit: ExitCode.Refused },
   ERR_INSECURE_MISMATCH: { wire: 0x0108, exit: ExitCode.Refused },
+  // The answer to a PROBE: "I do not hold that file; send it". Never a failure (exit 0): it only ever answers a probe.
+  ERR_NOT_HELD: { wire: 0x0109, exit: ExitCode.Ok },
   // Integrity: bytes arrived but are not the file (exit 3).
   ERR_HASH_MISMATCH: { wire: 0x0201, exit: ExitCode.Integrity },
   ERR_SIZE_MISMATCH: { wire: 0x0202, exit: ExitCode.Integrity },

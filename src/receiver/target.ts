@@ -145,6 +145,22 @@ export class TargetTree {
     return this.walk(parts);
   }
 
+  /**
+   * Opens the folder the last component of `parts` goes in, only if it is
+   * there and this tree would enter it (no folder is made, no link followed,
+   * no hidden folder entered that enter() would refuse): what a probe may
+   * look into. Undefined otherwise. The caller closes it.
+   */
+  existingParentOf(parts: readonly string[]): Folder | undefined {
+    const folders = parts.slice(0, -1);
+    let relative = '';
+    for (const part of folders) {
+      relative = relative === '' ? part : `${relative}/${part}`;
+      if (part.startsWith('.') && !this.allowHidden && !this.target.made.has(relative)) return undefined;
+    }
+    return openExisting(this.target, folders);
+  }
+
   private walk(parts: readonly string[]): Folder {
     let folder = this.target.root;
     try {
