@@ -89,6 +89,8 @@ export interface UnchangedEvent {
   path?: string;
   /** Receiving side: which sender asked. */
   peer?: string;
+  /** Receiving side: a whole folder was asked about at once, and all its files are the same (`hash` is the folder digest). */
+  directory?: true;
 }
 
 /** The sender's list, once the paths are walked: for an overall progress bar. */

@@ -103,6 +103,45 @@ describe('probes', () => {
   });
 });
 
+describe('a probe of a folder', () => {
+  /** One file's part of a folder digest, as protocol.md 5.3 lays it out. */
+  function item(path: string, content: Buffer, mtimeMs: number): Buffer {
+    const fixed = Buffer.alloc(16);
+    fixed.writeBigUInt64BE(BigInt(content.length), 0);
+    fixed.writeBigInt64BE(BigInt(mtimeMs), 8);
+    const length = Buffer.alloc(2);
+    length.writeUInt16BE(Buffer.byteLength(path), 0);
+    return Buffer.concat([length, Buffer.from(path), fixed, Buffer.from(sha256(content), 'hex')]);
+  }
+
+  test('OK with the digest over every file below it, in byte order of their paths (links and partial files left out); ERR_NOT_HELD for a missing folder and one holding a hidden folder the receiver did not make', async () => {
+    const { dir } = await start();
+    // Whole seconds: utimes() of a fraction may land a nanosecond under the millisecond, which the digest truncates.
+    const T = 1_700_000_000_000;
+    const a = Buffer.from('first\n');
+    const b = Buffer.from('second, deeper\n');
+    await mkdir(join(dir, 'album', 'sub'), { recursive: true });
+    await writeFile(join(dir, 'album', 'sub', 'b'), b);
+    await utimes(join(dir, 'album', 'sub', 'b'), (T + 2000) / 1000, (T + 2000) / 1000);
+    await writeFile(join(dir, 'album', 'a.txt'), a);
+    await utimes(join(dir, 'album', 'a.txt'), T / 1000, T / 1000);
+    await symlink(join(dir, 'held.txt'), join(dir, 'album', 'link'));
+    await writeFile(join(dir, 'album', `.ferry-${'0'.repeat(32)}.part`), 'partial');
+    const peer = await session();
+    const folderProbe = (name: string): Buffer => encodeOffer({ size: 0, mtimeMs: MTIME, mode: 0o755, algorithm: HashId.Sha256, name, flags: OfferFlag.Probe | OfferFlag.Directory });
+    peer.send(folderProbe('album'));
+    peer.send(folderProbe('proj'));
+    peer.send(folderProbe('nope'));
+    // 'a.txt' before 'sub/b': byte order of the whole relative path.
+    const expected = sha256(Buffer.concat([item('a.txt', a, T), item('sub/b', b, T + 2000)]));
+    expect(await peer.frame(1)).toEqual({ type: FrameType.Verdict, code: 'OK', digest: expected, message: '' });
+    expect(await peer.frame(2)).toMatchObject({ type: FrameType.Verdict, code: 'ERR_NOT_HELD', digest: '' });
+    expect(await peer.frame(3)).toMatchObject({ type: FrameType.Verdict, code: 'ERR_NOT_HELD', digest: '' });
+    await bye(peer);
+    expect(await listing(dir)).not.toContain('nope');
+  });
+});
+
 describe('REPLACE', () => {
   const changed = Buffer.from('the new content of the file\n');
 

@@ -62,7 +62,9 @@ export function sentLine(event: SentEvent, verbose = false): string {
 export function unchangedLine(event: UnchangedEvent, verbose = false): string {
   const name = printableName(event.name);
   const digest = verbose ? `, ${event.hash.algorithm} ${event.hash.digest}` : '';
-  if (event.side === 'receive') return `unchanged ${name} from ${event.peer ?? 'a sender'}: ${formatBytes(event.bytes)} already here, the same${digest}`;
+  const from = event.peer ?? 'a sender';
+  if (event.side === 'receive' && event.directory) return `unchanged folder ${name} from ${from}: every file already here, the same${digest}`;
+  if (event.side === 'receive') return `unchanged ${name} from ${from}: ${formatBytes(event.bytes)} already here, the same${digest}`;
   return `unchanged ${name}: ${formatBytes(event.bytes)}, the receiver has the same content${digest}, not sent`;
 }
 

@@ -73,8 +73,9 @@ export const enum OfferFlag {
   /**
    * "Do you already have this file?": no DATA or END follow; the receiver
    * answers VERDICT OK with the digest of the file it holds at that path
-   * (of the offered size and mtime), or ERR_NOT_HELD. Writes nothing. Never
-   * with DIRECTORY, STREAM, EAGER or REPLACE.
+   * (of the offered size and mtime), or ERR_NOT_HELD. Writes nothing. With
+   * DIRECTORY, the same for all the files below a folder at once
+   * (src/folder-digest.ts). Never with STREAM, EAGER or REPLACE.
    */
   Probe = 0x08,
   /**

@@ -287,7 +287,8 @@ function parseOffer(payload: Buffer): OfferFrame {
   // A probe asks about a file that is not sent; a folder is never replaced.
   const probe = (flags & OfferFlag.Probe) !== 0;
   const replace = (flags & OfferFlag.Replace) !== 0;
-  if ((probe && (directory || stream || eager || replace)) || (replace && directory)) throw malformed('OFFER');
+  // A probe of a folder asks about all its files at once (its size is 0, as for any folder).
+  if ((probe && (stream || eager || replace)) || (replace && directory)) throw malformed('OFFER');
   return {
     type: FrameType.Offer,
     size: Number(size),

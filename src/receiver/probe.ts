@@ -6,7 +6,8 @@
  * A probe is answered VERDICT OK with the digest of the file held at that
  * path when it is a regular file of the offered size and mtime (the quick
  * check; the digest is the proof, computed on this side's disk), and
- * ERR_NOT_HELD otherwise. It writes nothing and makes no folder. Probes are
+ * ERR_NOT_HELD otherwise; a probe of a folder, with the digest of all the
+ * files held below it (held-folder.ts). It writes nothing and makes no folder. Probes are
  * queued with the eager verdicts, so they are answered in offer order.
  */
 import { lstatSync } from 'node:fs';
@@ -17,6 +18,7 @@ import { OfferFlag } from '../protocol/constants.js';
 import { FerryError } from '../protocol/errors.js';
 import type { OfferFrame } from '../protocol/messages.js';
 import { isRefused, type Checked } from './checks.js';
+import { heldFolderDigest } from './held-folder.js';
 import type { Replies } from './eager.js';
 import * as report from './report.js';
 import type { SessionContext } from './session.js';
@@ -29,11 +31,13 @@ export function answerProbe(conn: ReceiverConnection, offer: OfferFrame, ctx: Se
   const r = { emit: ctx.emit, peer: conn.peer };
   // The same refusal the offer itself would get (a bad name, an unknown hash, busy): no point sending it.
   if (isRefused(checked)) return replies.refuse(checked.refusal, () => report.refused(r, checked.refusal, checked.name));
+  const folder = (offer.flags & OfferFlag.Directory) !== 0;
   replies.push(
-    held(ctx, checked, offer).then((digest) => {
+    (folder ? heldFolder(ctx, checked) : held(ctx, checked, offer)).then((digest) => {
       if (!digest) return { code: NOT_HELD.code, digest: Buffer.alloc(0), message: '', report: () => {} };
       const path = join(ctx.target.path, checked.name);
-      return { code: 'OK' as const, digest, message: '', report: () => report.unchanged(r, { name: checked.name, path, bytes: offer.size, algorithm: checked.algorithm, digest }) };
+      const unchanged = { name: checked.name, path, bytes: offer.size, algorithm: checked.algorithm, digest, ...(folder ? { directory: true as const } : {}) };
+      return { code: 'OK' as const, digest, message: '', report: () => report.unchanged(r, unchanged) };
     }),
   );
 }
@@ -52,6 +56,11 @@ async function held(ctx: SessionContext, file: Checked, offer: OfferFrame): Prom
   } finally {
     folder.close();
   }
+}
+
+/** The digest of the files held below the offered folder (held-folder.ts). */
+function heldFolder(ctx: SessionContext, folder: Checked): Promise<Buffer | undefined> {
+  return ctx.stdout ? Promise.resolve(undefined) : heldFolderDigest(ctx.tree, folder.parts, folder.algorithm);
 }
 
 /**

@@ -7,9 +7,12 @@
  * content is not sent again, and counts as delivered (`unchanged`). A file
  * the receiver does not hold, or holds with other content, is sent as
  * usual: refused ERR_EXISTS unless the receiver lets it be replaced.
+ * A folder named on the command line is probed whole first: when all its
+ * files are the same there, that one round trip settles them all.
  */
 import type { SenderConnection } from '../connection.js';
 import { digestOfFile } from '../file-digest.js';
+import { FolderDigest } from '../folder-digest.js';
 import type { HashAlgorithm } from '../hash.js';
 import { OfferFlag } from '../protocol/constants.js';
 import { encodeOffer, type VerdictFrame } from '../protocol/messages.js';
@@ -49,7 +52,9 @@ export class ProbeWindow {
    * does not hold the same. The others have their result recorded.
    */
   async run(todo: readonly Entry[]): Promise<Entry[]> {
+    const same = await this.folders(todo);
     for (const entry of todo) {
+      if (same.has(entry)) continue;
       if (entry.kind !== 'file') {
         this.send.add(entry);
         continue;
@@ -63,6 +68,36 @@ export class ProbeWindow {
     }
     while (this.inFlight.length > 0) await this.settle();
     return todo.filter((e) => this.send.has(e));
+  }
+
+  /**
+   * Probes each folder named on the command line as a whole, first: when
+   * the receiver holds all its files the same (the folder digest matches),
+   * they are recorded unchanged at the cost of one round trip. Returns
+   * those files; the rest are probed one by one.
+   */
+  private async folders(todo: readonly Entry[]): Promise<Set<Entry>> {
+    const same = new Set<Entry>();
+    for (const folder of todo) {
+      if (folder.kind !== 'directory' || folder.name.includes('/')) continue;
+      const files = todo.filter((e): e is FileEntry => e.kind === 'file' && e.name.startsWith(`${folder.name}/`));
+      // One file or none: a probe of the folder saves nothing.
+      if (files.length < 2) continue;
+      const started = performance.now();
+      this.conn.enter('EAGER');
+      await this.conn.write(encodeOffer({ ...folder, size: 0, algorithm: this.algorithm.id, flags: OfferFlag.Probe | OfferFlag.Directory }));
+      const bytes = files.reduce((sum, f) => sum + f.size, 0);
+      const verdict = await this.conn.expect('EAGER', { withinMs: this.conn.timeoutMs + Math.ceil(bytes * VERDICT_MS_PER_BYTE) });
+      this.conn.enter('IDLE');
+      if (verdict.code !== 'OK' || verdict.digest.length !== this.algorithm.digestLength) continue;
+      const ours = await this.conn.local(() => ourFolder(this.algorithm, folder.name, files));
+      if (!ours?.digest.equals(verdict.digest)) continue;
+      for (const [i, file] of files.entries()) {
+        this.record(file, unchanged(file, this.algorithm, ours.digests[i]!, started));
+        same.add(file);
+      }
+    }
+    return same;
   }
 
   private async settle(): Promise<void> {
@@ -90,4 +125,17 @@ export class ProbeWindow {
     // Other content under that name (or this file changed, or cannot be read): the offer says what happens.
     else this.send.add(entry);
   }
+}
+
+/** Our folder digest over `files` (all below `name`), and each file's digest; undefined when one cannot be read as walked. */
+async function ourFolder(algorithm: HashAlgorithm, name: string, files: readonly FileEntry[]): Promise<{ digest: Buffer; digests: Buffer[] } | undefined> {
+  const sum = new FolderDigest();
+  const digests: Buffer[] = [];
+  for (const file of files) {
+    const digest = await digestOfFile(algorithm, file.path, file.size);
+    if (!digest) return undefined;
+    digests.push(digest);
+    sum.add(file.name.slice(name.length + 1), file.size, file.mtimeMs, digest);
+  }
+  return { digest: sum.digest(algorithm), digests };
 }

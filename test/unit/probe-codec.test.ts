@@ -15,6 +15,7 @@ describe('PROBE and REPLACE decode', () => {
   test.each([
     ['PROBE', OfferFlag.Probe, 5],
     ['PROBE of a file over the eager size (a probe carries no data)', OfferFlag.Probe, MAX_EAGER_BYTES + 1],
+    ['PROBE of a folder (all its files at once)', OfferFlag.Probe | OfferFlag.Directory, 0],
     ['REPLACE', OfferFlag.Replace, 5],
     ['REPLACE with EAGER', OfferFlag.Replace | OfferFlag.Eager, 5],
     ['REPLACE with STREAM', OfferFlag.Replace | OfferFlag.Stream, 0],
@@ -37,7 +38,7 @@ describe('PROBE and REPLACE decode', () => {
 describe('malformed combinations are ERR_MALFORMED_PAYLOAD', () => {
   test.each([
     ['PROBE with EAGER', OfferFlag.Probe | OfferFlag.Eager, 5],
-    ['PROBE with DIRECTORY', OfferFlag.Probe | OfferFlag.Directory, 0],
+    ['PROBE of a folder with a size', OfferFlag.Probe | OfferFlag.Directory, 5],
     ['PROBE with STREAM', OfferFlag.Probe | OfferFlag.Stream, 0],
     ['PROBE with REPLACE', OfferFlag.Probe | OfferFlag.Replace, 5],
     ['REPLACE with DIRECTORY', OfferFlag.Replace | OfferFlag.Directory, 0],
