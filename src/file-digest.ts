@@ -11,7 +11,8 @@ import { MAX_EAGER_BYTES } from './protocol/constants.js';
 
 /** A link is not followed; a FIFO swapped in after a check does not block the open. */
 const OPEN_FLAGS = fs.O_RDONLY | fs.O_NOFOLLOW | fs.O_NONBLOCK;
-const READ_BUFFER = 1024 * 1024;
+/** Per file hashed at once: a receiver answers up to 64 probes concurrently (eager.ts), so 16 MiB at most. */
+const READ_BUFFER = 256 * 1024;
 
 /**
  * The digest of the regular file at `path`, when it is one of exactly

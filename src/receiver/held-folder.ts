@@ -18,6 +18,8 @@ import { Folder, type TargetTree } from './target.js';
 /** Bounds the work one probe can ask for: beyond these, file by file. */
 const MAX_FILES = 100_000;
 const MAX_DEPTH = 64;
+/** Small files are read with blocking calls: other sessions get the event loop back this often. */
+const YIELD_EVERY = 256;
 
 /** The folder digest of `parts` below --dir, or undefined when not held (or not to be told). */
 export async function heldFolderDigest(tree: TargetTree, parts: readonly string[], algorithm: HashAlgorithm): Promise<Buffer | undefined> {
@@ -57,6 +59,7 @@ async function addFolder(walk: Walk, folder: Folder, prefix: string, depth: numb
       }
     } else if (entry.isFile()) {
       if (walk.sum.files >= MAX_FILES) return false;
+      if (walk.sum.files % YIELD_EVERY === YIELD_EVERY - 1) await new Promise<void>((resolve) => setImmediate(resolve));
       const info = lstatSync(folder.at(entry.name), { throwIfNoEntry: false });
       if (!info?.isFile()) return false;
       const digest = await digestOfFile(walk.algorithm, folder.at(entry.name), info.size);

@@ -32,8 +32,10 @@ export function answerProbe(conn: ReceiverConnection, offer: OfferFrame, ctx: Se
   // The same refusal the offer itself would get (a bad name, an unknown hash, busy): no point sending it.
   if (isRefused(checked)) return replies.refuse(checked.refusal, () => report.refused(r, checked.refusal, checked.name));
   const folder = (offer.flags & OfferFlag.Directory) !== 0;
+  // The sender waits while this side hashes: its silence meanwhile is not its fault.
+  const holding = conn.local(() => (folder ? heldFolder(ctx, checked) : held(ctx, checked, offer))).catch(() => undefined);
   replies.push(
-    (folder ? heldFolder(ctx, checked) : held(ctx, checked, offer)).then((digest) => {
+    holding.then((digest) => {
       if (!digest) return { code: NOT_HELD.code, digest: Buffer.alloc(0), message: '', report: () => {} };
       const path = join(ctx.target.path, checked.name);
       const unchanged = { name: checked.name, path, bytes: offer.size, algorithm: checked.algorithm, digest, ...(folder ? { directory: true as const } : {}) };

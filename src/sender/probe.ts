@@ -22,6 +22,13 @@ import type { Entry, FileEntry } from './walk.js';
 
 /** Probes whose verdicts may be due at once: as many as eager offers (eager.ts). */
 const WINDOW_FILES = 256;
+/**
+ * Largest folder probed whole. The receiver waits while this side hashes
+ * the folder to compare, and gives up after its timeout; many small files
+ * are where a probe per file costs most (about 92 bytes each), big ones
+ * make it negligible. 1 GiB hashes in about 2 s even from a slow disk.
+ */
+const FOLDER_PROBE_MAX_BYTES = 1024 * 1024 * 1024;
 
 interface InFlight {
   entry: FileEntry;
@@ -81,12 +88,12 @@ export class ProbeWindow {
     for (const folder of todo) {
       if (folder.kind !== 'directory' || folder.name.includes('/')) continue;
       const files = todo.filter((e): e is FileEntry => e.kind === 'file' && e.name.startsWith(`${folder.name}/`));
+      const bytes = files.reduce((sum, f) => sum + f.size, 0);
       // One file or none: a probe of the folder saves nothing.
-      if (files.length < 2) continue;
+      if (files.length < 2 || bytes > FOLDER_PROBE_MAX_BYTES) continue;
       const started = performance.now();
       this.conn.enter('EAGER');
       await this.conn.write(encodeOffer({ ...folder, size: 0, algorithm: this.algorithm.id, flags: OfferFlag.Probe | OfferFlag.Directory }));
-      const bytes = files.reduce((sum, f) => sum + f.size, 0);
       const verdict = await this.conn.expect('EAGER', { withinMs: this.conn.timeoutMs + Math.ceil(bytes * VERDICT_MS_PER_BYTE) });
       this.conn.enter('IDLE');
       if (verdict.code !== 'OK' || verdict.digest.length !== this.algorithm.digestLength) continue;
