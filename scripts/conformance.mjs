@@ -53,6 +53,7 @@ const STATUS = {
   ERR_BAD_CODE: 0x0106,
   ERR_RATE_LIMITED: 0x0107,
   ERR_INSECURE_MISMATCH: 0x0108,
+  ERR_NOT_HELD: 0x0109,
   ERR_HASH_MISMATCH: 0x0201,
   ERR_SIZE_MISMATCH: 0x0202,
   ERR_TRANSFER: 0x0301,
@@ -77,7 +78,7 @@ const statusName = (code) => STATUS_BY_CODE.get(code) ?? `0x${code.toString(16).
 const statusCode = (v) => (typeof v === 'number' ? v : STATUS[v] ?? fail(`unknown status name ${v}`));
 
 /** Section 5.3. */
-const FLAGS = { DIRECTORY: 0x01, STREAM: 0x02, EAGER: 0x04 };
+const FLAGS = { DIRECTORY: 0x01, STREAM: 0x02, EAGER: 0x04, PROBE: 0x08, REPLACE: 0x10 };
 /** Section 6: the kit hashes with SHA-256 only, which every peer must support. */
 const SHA256 = 2;
 /** Section 2: the start and end markers, and the one version. */
@@ -414,9 +415,16 @@ function mismatch(f, e, ctx) {
 // A wire peer: a socket, the frames received so far, bounded waits.
 
 class Wire {
-  constructor(socket, waitMs) {
+  /**
+   * `answerProbes`: playing a receiver, the kit answers each PROBE offer
+   * (section 5.3, optional for a sender) with VERDICT ERR_NOT_HELD as it
+   * arrives, and leaves it out of the frames the case checks: the case then
+   * sees the offers a sender makes to a receiver that holds nothing.
+   */
+  constructor(socket, waitMs, { answerProbes = false } = {}) {
     this.socket = socket;
     this.waitMs = waitMs;
+    this.answerProbes = answerProbes;
     this.decoder = new Decoder();
     this.queue = [];
     this.ended = false; // the peer's FIN (or the socket's close)
@@ -427,6 +435,10 @@ class Wire {
       try {
         for (const f of this.decoder.push(chunk)) {
           f.fields = parse(f);
+          if (this.answerProbes && f.type === 'OFFER' && (f.fields.flags & FLAGS.PROBE) !== 0) {
+            this.send(frame(TYPES.VERDICT.code, Buffer.concat([u16(STATUS.ERR_NOT_HELD), Buffer.from([0])])));
+            continue;
+          }
           this.queue.push(f);
         }
       } catch (err) {
@@ -770,7 +782,7 @@ async function senderCase(c, opts) {
       proc.exited.then(() => fail(`the sender exited (${proc.error?.message ?? proc.exitCode}) without connecting: ${tail(proc.output)}`)),
       new Promise((_, j) => (timer = setTimeout(() => j(new Error(`the sender did not connect within ${opts.startMs} ms`)), opts.startMs))),
     ]).finally(() => clearTimeout(timer));
-    const wire = new Wire(socket, opts.waitMs);
+    const wire = new Wire(socket, opts.waitMs, { answerProbes: true });
     try {
       await play(wire, c.steps, ctx);
     } finally {

@@ -22,10 +22,10 @@ export interface OutputArgs {
 }
 
 /** What `ferry send` will do. `code` is absent when none was given (main.ts may ask for it) and with --insecure. */
-export type SendRequest = Required<Pick<SendOptions, 'files' | 'host' | 'port' | 'insecure' | 'timeoutMs' | 'retries' | 'retryDelayMs' | 'waitMs'>> &
+export type SendRequest = Required<Pick<SendOptions, 'files' | 'host' | 'port' | 'insecure' | 'timeoutMs' | 'retries' | 'retryDelayMs' | 'waitMs' | 'skipSame' | 'update'>> &
   Pick<SendOptions, 'code' | 'hash' | 'chunkSize' | 'stdinName' | 'limitRate'>;
 
-export type ReceiveRequest = Required<Pick<ReceiveOptions, 'dir' | 'port' | 'once' | 'overwrite' | 'allowHidden' | 'timeoutMs' | 'fsync' | 'insecure'>> &
+export type ReceiveRequest = Required<Pick<ReceiveOptions, 'dir' | 'port' | 'once' | 'overwrite' | 'allowUpdate' | 'allowHidden' | 'timeoutMs' | 'fsync' | 'insecure'>> &
   Pick<ReceiveOptions, 'code' | 'host' | 'maxSize' | 'limitRate'> & {
     /** The one incoming file goes to standard output (messages to stderr). */
     stdout: boolean;
@@ -68,6 +68,7 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
           .option('port', { alias: 'p', type: 'number', default: DEFAULT_PORT, describe: 'port to listen on; 0 lets the OS choose' })
           .option('once', { type: 'boolean', default: false, describe: "exit after the first sender's transfer, with its exit code" })
           .option('overwrite', { type: 'boolean', default: false, describe: 'replace existing files (default: refuse them)' })
+          .option('allow-update', { type: 'boolean', default: false, describe: 'replace an existing file when its sender asks (send --update), verified first' })
           .option('allow-hidden', { type: 'boolean', default: false, describe: "accept names beginning with '.' at the top of --dir (.ssh, .bashrc) and writing into hidden folders already there" })
           .option('max-size', { type: 'number', describe: 'refuse files larger than this many bytes' })
           .option('fsync', { type: 'boolean', default: true, describe: 'flush each file to disk before naming it (--no-fsync to skip)' })
@@ -85,6 +86,8 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
         y
           .positional('files', { type: 'string', array: true, default: [] as string[], describe: 'files and folders to send; - reads standard input (with --name)' })
           .option('name', { type: 'string', describe: 'the name standard input (-) is saved under' })
+          .option('skip-same', { type: 'boolean', default: true, describe: 'ask first, and do not send files the receiver has with the same content (--no-skip-same to send all)' })
+          .option('update', { type: 'boolean', default: false, describe: 'replace files that changed (the receiver must allow it: --allow-update)' })
           .option('retries', { type: 'number', default: 5, describe: 'new attempts after a broken connection, each resuming where the last stopped' })
           .option('retry-delay', { type: 'number', default: 1, describe: 'seconds before the first retry; doubles each time, at most 16' })
           .option('wait', { type: 'number', default: 0, describe: 'keep trying to reach the receiver this many seconds (for a receiver started after the sender); default: fail at once' })
@@ -154,7 +157,18 @@ interface CommonArgs {
 }
 
 function sendRequest(
-  args: CommonArgs & { files: string[]; name?: string | undefined; retries: number; 'retry-delay': number; wait: number; to: string; hash?: string | undefined; 'chunk-size'?: number | undefined },
+  args: CommonArgs & {
+    files: string[];
+    name?: string | undefined;
+    retries: number;
+    'retry-delay': number;
+    wait: number;
+    to: string;
+    hash?: string | undefined;
+    'chunk-size'?: number | undefined;
+    'skip-same': boolean;
+    update: boolean;
+  },
   env: Env,
 ): SendRequest {
   const files = args.files.map(fromArg);
@@ -177,6 +191,8 @@ function sendRequest(
     retries: args.retries,
     retryDelayMs: Math.round(args['retry-delay'] * 1000),
     waitMs: Math.round(args.wait * 1000),
+    skipSame: args['skip-same'],
+    update: args.update,
     ...(code === undefined ? {} : { code }),
     ...(limitRate === undefined ? {} : { limitRate }),
     ...(args.hash === undefined ? {} : { hash: args.hash }),
@@ -186,7 +202,18 @@ function sendRequest(
 }
 
 function receiveRequest(
-  args: CommonArgs & { dir: string; host?: string | undefined; port: number; once: boolean; overwrite: boolean; 'allow-hidden': boolean; 'max-size'?: number | undefined; fsync: boolean; stdout: boolean },
+  args: CommonArgs & {
+    dir: string;
+    host?: string | undefined;
+    port: number;
+    once: boolean;
+    overwrite: boolean;
+    'allow-update': boolean;
+    'allow-hidden': boolean;
+    'max-size'?: number | undefined;
+    fsync: boolean;
+    stdout: boolean;
+  },
   env: Env,
 ): ReceiveRequest {
   const maxSize = args['max-size'];
@@ -198,6 +225,7 @@ function receiveRequest(
     port: parsePort(args.port, '--port'),
     once: args.once,
     overwrite: args.overwrite,
+    allowUpdate: args['allow-update'],
     allowHidden: args['allow-hidden'],
     timeoutMs: timeoutMs(args.timeout),
     fsync: args.fsync,

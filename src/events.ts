@@ -75,6 +75,24 @@ export interface SentEvent {
   seconds: number;
 }
 
+/**
+ * A file not sent because the receiver already holds it with the same
+ * content (its probe's answer carried this very digest). Not a failure.
+ */
+export interface UnchangedEvent {
+  event: 'unchanged';
+  side: 'send' | 'receive';
+  name: string;
+  bytes: number;
+  hash: HashInfo;
+  /** Receiving side: where the file is. */
+  path?: string;
+  /** Receiving side: which sender asked. */
+  peer?: string;
+  /** Receiving side: a whole folder was asked about at once, and all its files are the same (`hash` is the folder digest). */
+  directory?: true;
+}
+
 /** The sender's list, once the paths are walked: for an overall progress bar. */
 export interface PlanEvent {
   event: 'plan';
@@ -108,6 +126,8 @@ export interface SummaryEvent {
   directories: number;
   /** Content bytes of the files verified. */
   bytes: number;
+  /** Files the receiver already held with the same content: not sent, not in `files` or `bytes`, not failures. */
+  unchanged?: number;
   failures: number;
   exitCode: number;
   seconds: number;
@@ -131,6 +151,7 @@ export type FerryEvent =
   | ProgressEvent
   | ReceivedEvent
   | SentEvent
+  | UnchangedEvent
   | ErrorEvent
   | PlanEvent
   | SkippedEvent

@@ -29,6 +29,8 @@ const EXIT: Readonly<Record<ErrorCode, ExitCode>> = {
   ERR_BAD_CODE: ExitCode.Refused,
   ERR_RATE_LIMITED: ExitCode.Refused,
   ERR_INSECURE_MISMATCH: ExitCode.Refused,
+  // Only ever the answer to a probe: "send it".
+  ERR_NOT_HELD: ExitCode.Ok,
   ERR_HASH_MISMATCH: ExitCode.Integrity,
   ERR_SIZE_MISMATCH: ExitCode.Integrity,
   ERR_TRANSFER: ExitCode.Failed,

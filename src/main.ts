@@ -82,8 +82,19 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * Exits once stdout has taken everything written to it. A pipe whose reader
+ * is behind holds writes in the process (a burst of --json events: 10,000
+ * `unchanged` at once), and process.exit() would drop them; a reader that
+ * never reads delays the exit by 5 s at most.
+ */
+function exitFlushed(code: number): void {
+  setTimeout(() => process.exit(code), 5000).unref();
+  process.stdout.write('', () => process.exit(code));
+}
+
 main(hideBin(process.argv)).then(
-  (code) => process.exit(code),
+  (code) => exitFlushed(code),
   (caught: unknown) => {
     const err = toFerryError(caught);
     if (process.argv.includes('--json')) {

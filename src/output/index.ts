@@ -83,6 +83,11 @@ export class Output {
         this.bars?.finish('send', event.name, undefined, event.bytes);
         for (const text of this.files.sent(event)) this.line(text);
         return;
+      case 'unchanged':
+        // Done as much as a sent file: the overall bar counts it.
+        if (event.side === 'send') this.bars?.finish('send', event.name, undefined, event.bytes);
+        for (const text of this.files.unchanged(event)) this.line(text);
+        return;
       case 'received':
         this.bars?.finish('receive', event.name, event.peer, event.bytes);
         for (const text of this.files.received(event)) this.line(text);

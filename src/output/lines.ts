@@ -4,7 +4,7 @@
  * where each line goes and passes it through terminalSafe() on the way.
  */
 import { networkInterfaces } from 'node:os';
-import type { ListeningEvent, ReceivedEvent, RetryEvent, SentEvent, SkippedEvent, SummaryEvent } from '../events.js';
+import type { ListeningEvent, ReceivedEvent, RetryEvent, SentEvent, SkippedEvent, SummaryEvent, UnchangedEvent } from '../events.js';
 import { printableName } from '../printable.js';
 import { formatBytes, formatSeconds, rate } from './format.js';
 
@@ -38,7 +38,8 @@ export function summaryLine(event: SummaryEvent): string {
   const files = `${event.files} file${event.files === 1 ? '' : 's'}`;
   const folders = event.directories > 0 ? ` and ${event.directories} folder${event.directories === 1 ? '' : 's'}` : '';
   const outcome = event.failures === 0 ? 'all verified' : `${event.failures} failed`;
-  return `${event.side === 'send' ? 'sent' : 'received'} ${files}${folders}, ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} (${rate(event.bytes, event.seconds)}), ${outcome}`;
+  const unchanged = event.unchanged ? `, ${event.unchanged} unchanged` : '';
+  return `${event.side === 'send' ? 'sent' : 'received'} ${files}${folders}, ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} (${rate(event.bytes, event.seconds)})${unchanged}, ${outcome}`;
 }
 
 /**
@@ -55,6 +56,16 @@ export function sentLine(event: SentEvent, verbose = false): string {
     `sent ${name}: ${formatBytes(event.bytes)} in ${formatSeconds(event.seconds)} ` +
     `(${rate(event.transferred, event.seconds)}${resumed}), ${event.hash.algorithm} ${event.hash.digest} verified by the receiver`
   );
+}
+
+/** A file not sent because the receiver holds the same content; `verbose` adds the digest both sides computed. */
+export function unchangedLine(event: UnchangedEvent, verbose = false): string {
+  const name = printableName(event.name);
+  const digest = verbose ? `, ${event.hash.algorithm} ${event.hash.digest}` : '';
+  const from = event.peer ?? 'a sender';
+  if (event.side === 'receive' && event.directory) return `unchanged folder ${name} from ${from}: every file already here, the same${digest}`;
+  if (event.side === 'receive') return `unchanged ${name} from ${from}: ${formatBytes(event.bytes)} already here, the same${digest}`;
+  return `unchanged ${name}: ${formatBytes(event.bytes)}, the receiver has the same content${digest}, not sent`;
 }
 
 /**

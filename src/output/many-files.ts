@@ -6,8 +6,8 @@
  * full line whatever the count; --json is not concerned (every event).
  * Returns the lines to print; src/output/index.ts prints them.
  */
-import type { PlanEvent, ReceivedEvent, SentEvent } from '../events.js';
-import { countingLine, receivedLine, receivedTallyLine, senderLine, sentLine, sentTallyLine } from './lines.js';
+import type { PlanEvent, ReceivedEvent, SentEvent, UnchangedEvent } from '../events.js';
+import { countingLine, receivedLine, receivedTallyLine, senderLine, sentLine, sentTallyLine, unchangedLine } from './lines.js';
 
 /** Above this many files and folders in one send (or files from one sender), a count replaces the lines. */
 export const LIST_UP_TO = 100;
@@ -59,6 +59,17 @@ export class ManyFiles {
     count.bytes += event.bytes;
     if (!this.due(count)) return [];
     return [sentTallyLine(count.files, this.plan!.files, count.bytes, this.plan!.bytes)];
+  }
+
+  /**
+   * A file not sent again: its line while the send lists its files (the
+   * summary counts them all); on a receiver only with -v, since nothing
+   * was written.
+   */
+  unchanged(event: UnchangedEvent): string[] {
+    const planned = this.plan ? this.plan.files + this.plan.directories : 0;
+    const listed = event.side === 'send' ? planned <= LIST_UP_TO : false;
+    return this.verbose || listed ? [unchangedLine(event, this.verbose)] : [];
   }
 
   received(event: ReceivedEvent): string[] {

@@ -70,8 +70,23 @@ export const enum OfferFlag {
    * discarding the data). Only for files of at most MAX_EAGER_BYTES.
    */
   Eager = 0x04,
+  /**
+   * "Do you already have this file?": no DATA or END follow; the receiver
+   * answers VERDICT OK with the digest of the file it holds at that path
+   * (of the offered size and mtime), or ERR_NOT_HELD. Writes nothing. With
+   * DIRECTORY, the same for all the files below a folder at once
+   * (src/folder-digest.ts). Never with STREAM, EAGER or REPLACE.
+   */
+  Probe = 0x08,
+  /**
+   * The sender asks (--update) that an existing file of that name be
+   * replaced, atomically and only once verified. A receiver honours it only
+   * when it allows updates (--allow-update; --overwrite replaces anyway).
+   * Never with DIRECTORY or PROBE.
+   */
+  Replace = 0x10,
 }
-export const KNOWN_OFFER_FLAGS = OfferFlag.Directory | OfferFlag.Stream | OfferFlag.Eager;
+export const KNOWN_OFFER_FLAGS = OfferFlag.Directory | OfferFlag.Stream | OfferFlag.Eager | OfferFlag.Probe | OfferFlag.Replace;
 /**
  * Largest file sent eagerly. Small files then cost no round trip each; a
  * refused one wastes at most this much bandwidth.

@@ -22,6 +22,8 @@ const CODES = {
   ERR_BAD_CODE: { wire: 0x0106 },
   ERR_RATE_LIMITED: { wire: 0x0107 },
   ERR_INSECURE_MISMATCH: { wire: 0x0108 },
+  // The answer to a PROBE: "I do not hold that file; send it". Never a failure: it only ever answers a probe.
+  ERR_NOT_HELD: { wire: 0x0109 },
   // Integrity: bytes arrived but are not the file.
   ERR_HASH_MISMATCH: { wire: 0x0201 },
   ERR_SIZE_MISMATCH: { wire: 0x0202 },

@@ -284,6 +284,11 @@ function parseOffer(payload: Buffer): OfferFrame {
   if ((directory && (size !== 0n || stream || eager)) || (stream && (size !== 0n || eager)) || (eager && size > BigInt(MAX_EAGER_BYTES))) {
     throw malformed('OFFER');
   }
+  // A probe asks about a file that is not sent; a folder is never replaced.
+  const probe = (flags & OfferFlag.Probe) !== 0;
+  const replace = (flags & OfferFlag.Replace) !== 0;
+  // A probe of a folder asks about all its files at once (its size is 0, as for any folder).
+  if ((probe && (stream || eager || replace)) || (replace && directory)) throw malformed('OFFER');
   return {
     type: FrameType.Offer,
     size: Number(size),

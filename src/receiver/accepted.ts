@@ -15,6 +15,7 @@ import { encodeAccept, encodeHeartbeat, encodeRefuse, encodeVerdict, type OfferF
 import { busy, isRefused, verify, type Checked } from './checks.js';
 import { IncomingFile } from './incoming-file.js';
 import { checkFree } from './place.js';
+import { replaces } from './probe.js';
 import * as report from './report.js';
 import type { SessionContext } from './session.js';
 import type { Folder } from './target.js';
@@ -94,7 +95,7 @@ async function openUnclaimed(conn: ReceiverConnection, offer: OfferFrame, ctx: S
   }
   const name = file.parts[file.parts.length - 1]!;
   try {
-    checkFree(folder, name, ctx.overwrite);
+    checkFree(folder, name, replaces(ctx, offer));
     const free = stream ? undefined : await freeBytes(folder);
     if (free !== undefined && offer.size > free) throw new FerryError('ERR_TOO_LARGE', `${offer.size} bytes do not fit: ${free} bytes free`);
     // Checked again after the awaits above, right before taking the name.
@@ -104,7 +105,7 @@ async function openUnclaimed(conn: ReceiverConnection, offer: OfferFrame, ctx: S
     folder.close();
     return toFerryError(err, 'ERR_IO');
   }
-  const to = { folder, name, relativePath: file.name, meta: offer, umask: ctx.target.umask, overwrite: ctx.overwrite, fsync: ctx.fsync };
+  const to = { folder, name, relativePath: file.name, meta: offer, umask: ctx.target.umask, overwrite: replaces(ctx, offer), fsync: ctx.fsync };
   try {
     return await conn.local(() => IncomingFile.onDisk(to, { resumable: !stream, limit: offer.size }));
   } catch (err) {

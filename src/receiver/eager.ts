@@ -19,6 +19,7 @@ import { isRefused, verify, type Checked } from './checks.js';
 import { datasync } from './fsync.js';
 import { uniqueTempName } from './partials.js';
 import { applyMeta, checkFree, nameIntoPlace, removeQuietly, type Meta } from './place.js';
+import { replaces } from './probe.js';
 import * as report from './report.js';
 import type { SessionContext } from './session.js';
 import { StdoutSink } from './stdout-sink.js';
@@ -136,7 +137,7 @@ async function saveEager(ctx: SessionContext, r: report.Reporter, file: Checked,
       const name = file.parts[file.parts.length - 1]!;
       path = join(ctx.target.path, file.name);
       try {
-        await saveSmall(folder, name, content, offer, { overwrite: ctx.overwrite, fsync: ctx.fsync, umask: ctx.target.umask });
+        await saveSmall(folder, name, content, offer, { overwrite: replaces(ctx, offer), fsync: ctx.fsync, umask: ctx.target.umask });
       } finally {
         folder.close();
       }

@@ -42,6 +42,12 @@ export interface ReceiveOptions {
   /** Replace existing files instead of refusing them. */
   overwrite?: boolean;
   /**
+   * Replace an existing file when its sender asks (`send --update`, for a
+   * file that changed), verified first and atomically. Default false: an
+   * existing name is refused (ERR_EXISTS) unless `overwrite`.
+   */
+  allowUpdate?: boolean;
+  /**
    * Accept names that begin with '.' at the top of `dir` (`.ssh/...`,
    * `.bashrc`), and writing into hidden folders that were there before.
    * Default false: a code holder cannot plant those unasked.
@@ -214,6 +220,7 @@ function contexts(
     tree: new TargetTree(shared.target, { allowHidden }),
     check,
     overwrite: options.overwrite ?? false,
+    allowUpdate: options.allowUpdate ?? false,
     fsync: options.fsync ?? true,
     maxSize: options.maxSize,
     inFlight,
@@ -248,10 +255,12 @@ function codeGuard(options: ReceiveOptions): CodeGuard | undefined {
 }
 
 /** Passes events on, counting what the summary event reports when the receiver stops. */
-function counting(emitTo: EventListener): { emit: EventListener; totals: { files: number; directories: number; bytes: number; failures: number } } {
-  const totals = { files: 0, directories: 0, bytes: 0, failures: 0 };
+function counting(emitTo: EventListener): { emit: EventListener; totals: { files: number; directories: number; bytes: number; unchanged: number; failures: number } } {
+  const totals = { files: 0, directories: 0, bytes: 0, unchanged: 0, failures: 0 };
   const emit: EventListener = (event) => {
-    if (event.event === 'received') {
+    if (event.event === 'unchanged') {
+      totals.unchanged++;
+    } else if (event.event === 'received') {
       if (event.directory) totals.directories++;
       else totals.files++;
       totals.bytes += event.bytes;

@@ -46,3 +46,9 @@ export function received(
 export function receivedFolder(r: Reporter, f: { name: string; path: string; seconds: number }): void {
   r.emit({ event: 'received', name: f.name, path: f.path, bytes: 0, directory: true, resumedFrom: 0, seconds: f.seconds, peer: r.peer });
 }
+
+/** A probe answered "I hold it": the file here passed the quick check, and its digest goes back as the proof. */
+export function unchanged(r: Reporter, f: { name: string; path: string; bytes: number; algorithm: HashAlgorithm; digest: Buffer; directory?: true }): void {
+  const hash = { algorithm: f.algorithm.name, digest: f.digest.toString('hex') };
+  r.emit({ event: 'unchanged', side: 'receive', name: f.name, path: f.path, bytes: f.bytes, hash, peer: r.peer, ...(f.directory ? { directory: true as const } : {}) });
+}

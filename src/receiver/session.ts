@@ -1,8 +1,8 @@
 /**
  * One sender's session on the receiving side, as the protocol's flow
  * (docs/protocol.md, section 4): HELLO, then OFFER after OFFER until BYE.
- * An eager offer or a folder goes to eager.ts, any other offer to
- * accepted.ts; this file only dispatches and reports what ends a session.
+ * A probe goes to probe.ts, an eager offer or a folder to eager.ts, any
+ * other offer to accepted.ts; this file only dispatches and reports what ends a session.
  */
 import type { Writable } from 'node:stream';
 import type { ReceiverConnection } from '../connection.js';
@@ -16,6 +16,7 @@ import { encodeHello, type OfferFrame } from '../protocol/messages.js';
 import { receiveAccepted } from './accepted.js';
 import { checkOffer, type Checked, type Refused } from './checks.js';
 import { Replies, receiveEager } from './eager.js';
+import { answerProbe } from './probe.js';
 import type { TargetDir, TargetTree } from './target.js';
 
 export interface SessionContext {
@@ -26,6 +27,8 @@ export interface SessionContext {
   /** The receiver's checks of an offer (checks.ts), bound to its policy. */
   check(offer: OfferFrame): Checked | Refused;
   overwrite: boolean;
+  /** --allow-update: an offer with REPLACE (the sender's --update) may replace the file of its name (probe.ts). */
+  allowUpdate: boolean;
   fsync: boolean;
   /** Largest file accepted, in bytes (streams are held to it as they arrive). */
   maxSize: number | undefined;
@@ -62,6 +65,10 @@ export async function runSession(conn: ReceiverConnection, ctx: SessionContext):
       await replies.room();
       const frame = await conn.expect('IDLE');
       if (frame.type !== FrameType.Offer) break;
+      if ((frame.flags & OfferFlag.Probe) !== 0) {
+        answerProbe(conn, frame, ctx, replies);
+        continue;
+      }
       if ((frame.flags & (OfferFlag.Eager | OfferFlag.Directory)) !== 0) {
         await receiveEager(conn, frame, ctx, replies);
         continue;

@@ -145,6 +145,27 @@ export class TargetTree {
     return this.walk(parts);
   }
 
+  /**
+   * Opens the folder the last component of `parts` goes in, only if it is
+   * there and this tree would enter it (no folder is made, no link followed,
+   * no hidden folder entered that enter() would refuse): what a probe may
+   * look into. Undefined otherwise. The caller closes it.
+   */
+  existingParentOf(parts: readonly string[]): Folder | undefined {
+    const folders = parts.slice(0, -1);
+    let relative = '';
+    for (const part of folders) {
+      relative = relative === '' ? part : `${relative}/${part}`;
+      if (!this.mayEnter(part, relative)) return undefined;
+    }
+    return openExisting(this.target, folders);
+  }
+
+  /** Whether enter() would go into the existing folder `part` at `relative`: not a hidden one that was there before, without allowHidden. */
+  mayEnter(part: string, relative: string): boolean {
+    return !part.startsWith('.') || this.allowHidden || this.target.made.has(relative);
+  }
+
   private walk(parts: readonly string[]): Folder {
     let folder = this.target.root;
     try {
@@ -173,7 +194,7 @@ export class TargetTree {
       fd = openFolder(parent, part, relative);
       if (fd === undefined) throw new FerryError('ERR_IO', `the folder ${printableName(relative)} vanished while being made`);
     }
-    if (part.startsWith('.') && !this.allowHidden && !this.target.made.has(relative)) {
+    if (!this.mayEnter(part, relative)) {
       closeSync(fd);
       throw new FerryError('ERR_BAD_NAME', `${printableName(relative)} is a hidden folder that was there before; the receiver writes into one only with --allow-hidden`);
     }

@@ -1,6 +1,7 @@
 /**
- * One connection: dial, secure (unless --insecure), HELLO both ways, then
- * each entry offered in turn (eager, large or stream), and BYE. What ends it
+ * One connection: dial, secure (unless --insecure), HELLO both ways, the
+ * files probed (unless --no-skip-same), then each entry still to send
+ * offered in turn (eager, large or stream), and BYE. What ends it
  * early is returned, for the retry loop to judge.
  */
 import type { Readable } from 'node:stream';
@@ -15,6 +16,7 @@ import { secureClient } from '../secure/index.js';
 import { dial } from './dial.js';
 import { EagerWindow, isEager } from './eager.js';
 import { sendLarge } from './large.js';
+import { ProbeWindow } from './probe.js';
 import type { FileResult, Results } from './results.js';
 import type { BufferPool } from './source.js';
 import { sendStream } from './stream.js';
@@ -38,6 +40,10 @@ export interface SendContext {
   signal: AbortSignal | undefined;
   /** --limit-rate: DATA waits for its tokens (src/rate-limit.ts). */
   limiter: RateLimiter | undefined;
+  /** Probe files first and leave out those the receiver holds the same (probe.ts). */
+  skipSame: boolean;
+  /** --update: every file offer asks for REPLACE. */
+  update: boolean;
 }
 
 /** Why an attempt ended early. */
@@ -71,11 +77,14 @@ export async function runAttempt(todo: readonly Entry[], ctx: SendContext, cutIn
     if (!ctx.results.record(entry, result)) busy = true;
   };
   let window: EagerWindow | undefined;
+  let probes: ProbeWindow | undefined;
   let current: Entry | undefined;
   try {
     const algorithm = await hello(conn, ctx.forced);
-    window = new EagerWindow(conn, algorithm, record, ctx.limiter);
-    for (const entry of todo) {
+    if (ctx.skipSame) probes = new ProbeWindow(conn, algorithm, record);
+    const offered = probes ? await probes.run(todo) : todo;
+    window = new EagerWindow(conn, algorithm, record, { limiter: ctx.limiter, update: ctx.update });
+    for (const entry of offered) {
       if (isEager(entry)) {
         await window.send(entry);
         continue;
@@ -94,7 +103,7 @@ export async function runAttempt(todo: readonly Entry[], ctx: SendContext, cutIn
   } catch (err) {
     const error = toFerryError(conn.error?.code === 'ERR_SIGINT' || conn.error?.code === 'ERR_SIGTERM' ? conn.error : err);
     await hangUp(conn, error);
-    return { error, during: current ?? window?.oldest };
+    return { error, during: current ?? probes?.oldest ?? window?.oldest };
   } finally {
     ctx.signal?.removeEventListener('abort', onAbort);
   }

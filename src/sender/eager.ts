@@ -41,11 +41,20 @@ export class EagerWindow {
   private readonly inFlight: InFlight[] = [];
   private bytes = 0;
 
-  constructor(conn: SenderConnection, algorithm: HashAlgorithm, record: (entry: Entry, result: FileResult) => void, limiter?: RateLimiter) {
+  /** OfferFlag.Replace on every file (--update), else 0. */
+  private readonly replace: number;
+
+  constructor(
+    conn: SenderConnection,
+    algorithm: HashAlgorithm,
+    record: (entry: Entry, result: FileResult) => void,
+    options: { limiter?: RateLimiter | undefined; update?: boolean } = {},
+  ) {
+    this.replace = options.update ? OfferFlag.Replace : 0;
     this.conn = conn;
     this.algorithm = algorithm;
     this.record = record;
-    this.limiter = limiter;
+    this.limiter = options.limiter;
   }
 
   /** The oldest offer still without a verdict: the one a failure of the session is reported against. */
@@ -71,7 +80,7 @@ export class EagerWindow {
     this.conn.batch();
     // A VERDICT is due from now on: it may come while the next offers are written.
     this.conn.enter('EAGER');
-    await this.conn.write(eagerFrames({ entry, content, algorithm: this.algorithm, digest }));
+    await this.conn.write(eagerFrames({ entry, content, algorithm: this.algorithm, digest, replace: this.replace }));
     this.inFlight.push({ entry, digest, bytes: content.length, started });
     this.bytes += content.length;
     while (this.inFlight.length >= WINDOW_FILES || this.bytes >= WINDOW_BYTES) await this.settle();
@@ -93,10 +102,10 @@ export class EagerWindow {
 }
 
 /** OFFER, DATA and END of an eager file (or the OFFER of a folder), as one write. */
-function eagerFrames({ entry, content, algorithm, digest }: { entry: EagerEntry; content: Buffer; algorithm: HashAlgorithm; digest: Buffer }): Buffer {
+function eagerFrames({ entry, content, algorithm, digest, replace }: { entry: EagerEntry; content: Buffer; algorithm: HashAlgorithm; digest: Buffer; replace: number }): Buffer {
   const base = { name: entry.name, mtimeMs: entry.mtimeMs, mode: entry.mode, algorithm: algorithm.id };
   if (entry.kind === 'directory') return encodeOffer({ ...base, size: 0, flags: OfferFlag.Directory });
-  const offer = encodeOffer({ ...base, size: content.length, flags: OfferFlag.Eager });
+  const offer = encodeOffer({ ...base, size: content.length, flags: OfferFlag.Eager | replace });
   const end = encodeEnd(digest, digestOf(algorithm, payloadOf(offer)));
   return content.length === 0 ? Buffer.concat([offer, end]) : Buffer.concat([offer, encodeFrame(FrameType.Data, content), end]);
 }

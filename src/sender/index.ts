@@ -5,6 +5,7 @@
  *
  *   attempt.ts  one connection: dial, secure, HELLO, each entry, BYE
  *   retry.ts    the retry loop and its backoff; what is worth retrying
+ *   probe.ts    re-sending: probes first, files the receiver holds the same are not sent
  *   eager.ts    small files and folders, and the window of their verdicts
  *   large.ts    a file over the eager size, with resume
  *   stream.ts   standard input
@@ -66,6 +67,17 @@ export interface SendOptions {
   waitMs?: number;
   /** Bandwidth limit: DATA bytes per second, at least 16 KiB (MIN_RATE). Default none. */
   limitRate?: number;
+  /**
+   * Probe each file first, and send none the receiver already holds with
+   * the same content (reported `unchanged`, exit 0). Default true.
+   */
+  skipSame?: boolean;
+  /**
+   * Ask the receiver to replace a file of the same name whose content
+   * differs (REPLACE); it does so only with --allow-update (or --overwrite).
+   * Default false: such a file is refused ERR_EXISTS.
+   */
+  update?: boolean;
   onEvent?: EventListener;
   /** Aborting stops the transfer; the peer is told, and the reason's code is reported (ERR_SIGINT by default). */
   signal?: AbortSignal;
@@ -109,6 +121,8 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     stdin: options.stdin ?? process.stdin,
     code: options.code,
     signal: options.signal,
+    skipSame: options.skipSame ?? true,
+    update: options.update ?? false,
   };
   const failure = await sendWithRetries(entries, ctx, { retries, firstDelayMs: options.retryDelayMs ?? 1000, waitMs });
   const error = failure?.error;
@@ -119,12 +133,14 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   const files = results.of(entries);
   const exitCode = Math.max(0, ...files.map((r) => exitCodeOf(r.code)));
   const ok = files.filter((r) => r.code === 'OK');
+  const sent = ok.filter((r) => !r.unchanged);
   emit({
     event: 'summary',
     side: 'send',
-    files: ok.filter((r) => !r.directory).length,
-    directories: ok.filter((r) => r.directory).length,
-    bytes: ok.reduce((sum, r) => sum + r.bytes, 0),
+    files: sent.filter((r) => !r.directory).length,
+    directories: sent.filter((r) => r.directory).length,
+    bytes: sent.reduce((sum, r) => sum + r.bytes, 0),
+    unchanged: ok.length - sent.length,
     failures: files.length - ok.length,
     exitCode,
     seconds: (performance.now() - started) / 1000,

@@ -12,7 +12,7 @@ import { open } from 'node:fs/promises';
 import type { SenderConnection } from '../connection.js';
 import { progressReporter } from '../events.js';
 import { digestOf, hashFilePrefix, type HashAlgorithm, type Hasher } from '../hash.js';
-import { FrameType, HEADER_SIZE } from '../protocol/constants.js';
+import { FrameType, HEADER_SIZE, OfferFlag } from '../protocol/constants.js';
 import { FerryError } from '../protocol/errors.js';
 import { printableName } from '../printable.js';
 import { paceWrite, type RateLimiter } from '../rate-limit.js';
@@ -33,7 +33,7 @@ export interface LargeFile {
 /** Offers the file and, if accepted, streams it and waits for the verdict. */
 export async function sendLarge({ conn, entry, algorithm, ctx }: LargeFile): Promise<FileResult> {
   const started = performance.now();
-  const offerFrame = encodeOffer({ ...entry, algorithm: algorithm.id, flags: 0 });
+  const offerFrame = encodeOffer({ ...entry, algorithm: algorithm.id, flags: ctx.update ? OfferFlag.Replace : 0 });
   const reply = await offer(conn, offerFrame);
   if (reply.type === FrameType.Refuse) return refused(entry, reply, started);
   const shown = printableName(entry.name);

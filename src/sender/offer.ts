@@ -27,7 +27,7 @@ export async function offer(conn: SenderConnection, frame: Buffer): Promise<Acce
  * 16 MiB), however many HEARTBEATs it sends meanwhile (docs/protocol.md,
  * section 4, rule 6).
  */
-const VERDICT_MS_PER_BYTE = 1000 / (16 * 1024 * 1024);
+export const VERDICT_MS_PER_BYTE = 1000 / (16 * 1024 * 1024);
 
 /** Writes END and reads the file's VERDICT (of a file of `size` bytes); the sender is then back in IDLE. */
 export async function finish(conn: SenderConnection, end: Buffer, size: number): Promise<VerdictFrame> {

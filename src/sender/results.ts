@@ -20,6 +20,8 @@ export interface FileResult {
   message: string;
   hash?: HashInfo;
   directory?: true;
+  /** Not sent: the receiver holds this file with the same content (code 'OK'). */
+  unchanged?: true;
   /** Content bytes this run put in DATA frames. */
   transferred: number;
   /** Bytes the receiver already held from a cut transfer. */
@@ -60,6 +62,7 @@ export function judge({ entry, algorithm, digest, verdict, started, transferred,
     return { ...base, code: 'ERR_HASH_MISMATCH', message: `${printableName(entry.name)}: the receiver's verdict does not carry this file's digest` };
   }
   if (verdict.code === 'OK') return { ...base, code: 'OK', message: 'verified' };
+  if (verdict.code === 'ERR_NOT_HELD') return { ...base, code: 'ERR_TRANSFER', message: `${printableName(entry.name)}: ${NOT_A_PROBE}` };
   const theirs = !directory && verdict.digest.length > 0 && verdict.code === 'ERR_HASH_MISMATCH' ? ` (receiver computed ${verdict.digest.toString('hex')})` : '';
   // An eager offer's refusal comes as a verdict: word it as a refusal all the same.
   const refused = exitCodeOf(verdict.code) === 4 ? 'refused by the receiver: ' : '';
@@ -68,7 +71,16 @@ export function judge({ entry, algorithm, digest, verdict, started, transferred,
 
 /** A REFUSE of a non-eager offer, as the file's result: the session goes on. */
 export function refused(entry: Entry, refusal: { code: ErrorCode; message: string }, started: number): FileResult {
+  if (refusal.code === 'ERR_NOT_HELD') return { ...unsent(entry, started), code: 'ERR_TRANSFER', message: `${printableName(entry.name)}: ${NOT_A_PROBE}` };
   return { ...unsent(entry, started), code: refusal.code, message: `${printableName(entry.name)}: refused by the receiver: ${said(refusal)}` };
+}
+
+/** ERR_NOT_HELD only ever answers a probe (exit 0); for anything else it is the peer's mistake, and the file was not delivered. */
+const NOT_A_PROBE = 'the receiver answered ERR_NOT_HELD, which only answers a probe';
+
+/** A probed file the receiver holds with this content (`digest`, ours, equal to its): not sent, and as good as delivered. */
+export function unchanged(entry: Entry, algorithm: HashAlgorithm, digest: Buffer, started: number): FileResult {
+  return { ...unsent(entry, started), code: 'OK', message: 'unchanged', unchanged: true, hash: { algorithm: algorithm.name, digest: digest.toString('hex') } };
 }
 
 /** What the peer said, escaped and quoted (it must never pass for ferry's own words); its code when it said nothing. */
@@ -122,7 +134,9 @@ export class Results {
   record(entry: Entry, result: FileResult): boolean {
     if (result.code === 'ERR_BUSY') return false;
     this.byEntry.set(entry, result);
-    if (result.code === 'OK') {
+    if (result.unchanged && result.hash) {
+      this.emit({ event: 'unchanged', side: 'send', name: result.name, bytes: result.bytes, hash: result.hash });
+    } else if (result.code === 'OK') {
       const { name, bytes, hash, directory, transferred, resumedFrom, seconds } = result;
       this.emit({ event: 'sent', name, bytes, hash, directory, transferred, resumedFrom, seconds });
     } else {

@@ -20,7 +20,7 @@ export interface Stream {
 
 export async function sendStream({ conn, entry, algorithm, ctx }: Stream): Promise<FileResult> {
   const started = performance.now();
-  const offerFrame = encodeOffer({ name: entry.name, size: 0, mtimeMs: Date.now(), mode: 0o644, algorithm: algorithm.id, flags: OfferFlag.Stream });
+  const offerFrame = encodeOffer({ name: entry.name, size: 0, mtimeMs: Date.now(), mode: 0o644, algorithm: algorithm.id, flags: OfferFlag.Stream | (ctx.update ? OfferFlag.Replace : 0) });
   const reply = await offer(conn, offerFrame);
   if (reply.type === FrameType.Refuse) return refused(entry, reply, started);
   if (reply.offset !== 0) throw new FerryError('ERR_MALFORMED_PAYLOAD', 'ACCEPT of a stream at an offset');

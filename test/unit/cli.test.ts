@@ -167,6 +167,9 @@ describe('numbers', () => {
   test('--retries: a whole number, 5 by default; --retry-delay in seconds', () => {
     expect(sendOf(['f', '--to', 'h'])).toMatchObject({ retries: 5, retryDelayMs: 1000 });
     expect(sendOf(['f', '--to', 'h', '--retries', '0', '--retry-delay', '0.25'])).toMatchObject({ retries: 0, retryDelayMs: 250 });
+    // Re-sending skips what the receiver holds the same, unless told not to; replacing is asked for explicitly.
+    expect(sendOf(['f', '--to', 'h'])).toMatchObject({ skipSame: true, update: false });
+    expect(sendOf(['f', '--to', 'h', '--no-skip-same', '--update'])).toMatchObject({ skipSame: false, update: true });
     for (const bad of ['-1', '1.5', 'x']) expect(usageError(['send', 'f', '--to', 'h', '--retries', bad]).message).toMatch(/--retries/);
     usageError(['send', 'f', '--to', 'h', '--retry-delay', '-1']);
   });
@@ -204,13 +207,13 @@ describe('receive and clean', () => {
     expect(parseArgs(['receive', '--code', CODE])).toEqual({
       command: 'receive',
       output: { json: false, quiet: false, verbose: false },
-      options: { dir: '.', port: 7878, once: false, overwrite: false, allowHidden: false, timeoutMs: 30_000, fsync: true, insecure: false, stdout: false, code: CODE },
+      options: { dir: '.', port: 7878, once: false, overwrite: false, allowUpdate: false, allowHidden: false, timeoutMs: 30_000, fsync: true, insecure: false, stdout: false, code: CODE },
     });
-    const all = parseArgs(['receive', '-d', '/in', '--host', '::1', '-p', '0', '--once', '--overwrite', '--allow-hidden', '--max-size', '10', '--no-fsync', '--stdout', '--json', '-q', '-v'], { FERRY_CODE: CODE });
+    const all = parseArgs(['receive', '-d', '/in', '--host', '::1', '-p', '0', '--once', '--overwrite', '--allow-update', '--allow-hidden', '--max-size', '10', '--no-fsync', '--stdout', '--json', '-q', '-v'], { FERRY_CODE: CODE });
     expect(all).toMatchObject({
       command: 'receive',
       output: { json: true, quiet: true, verbose: true },
-      options: { dir: '/in', host: '::1', port: 0, once: true, overwrite: true, allowHidden: true, maxSize: 10, fsync: false, stdout: true, code: CODE },
+      options: { dir: '/in', host: '::1', port: 0, once: true, overwrite: true, allowUpdate: true, allowHidden: true, maxSize: 10, fsync: false, stdout: true, code: CODE },
     });
   });
 

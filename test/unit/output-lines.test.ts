@@ -6,6 +6,7 @@
 import { describe, expect, test } from 'vitest';
 import type { FerryEvent } from '../../src/events.js';
 import { Output } from '../../src/output/index.js';
+import { summaryLine, unchangedLine } from '../../src/output/lines.js';
 import { peerText } from '../../src/printable.js';
 import { FakeTty } from '../support/terminal.js';
 
@@ -168,5 +169,22 @@ describe('--json', () => {
     // The error is also one human line on stderr, guarded the same way; no bar is drawn with --json.
     expect(lines(stderr)).toHaveLength(1);
     expect(lines(stderr)[0]).not.toMatch(RAW);
+  });
+});
+
+describe('unchanged files', () => {
+  const hash = { algorithm: 'blake3', digest: 'ab'.repeat(32) };
+  test('the sender says the receiver has the same content, and -v adds the digest', () => {
+    const e = { event: 'unchanged' as const, side: 'send' as const, name: 'tree/a.txt', bytes: 4096, hash };
+    expect(unchangedLine(e)).toBe('unchanged tree/a.txt: 4.0 KiB, the receiver has the same content, not sent');
+    expect(unchangedLine(e, true)).toContain(`blake3 ${'ab'.repeat(32)}`);
+  });
+  test('a receiver names the folder a whole-folder probe settled', () => {
+    const e = { event: 'unchanged' as const, side: 'receive' as const, name: 'tree', bytes: 0, hash, peer: '10.0.0.2:4000', directory: true as const };
+    expect(unchangedLine(e)).toBe('unchanged folder tree from 10.0.0.2:4000: every file already here, the same');
+  });
+  test('the summary counts them apart from what was sent', () => {
+    const line = summaryLine({ event: 'summary', side: 'send', files: 1, directories: 0, bytes: 10, unchanged: 19, failures: 0, exitCode: 0, seconds: 1 });
+    expect(line).toMatch(/^sent 1 file, 10 B in .*, 19 unchanged, all verified$/);
   });
 });
