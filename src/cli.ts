@@ -22,8 +22,8 @@ export interface OutputArgs {
 }
 
 /** What `ferry send` will do. `code` is absent when none was given (main.ts may ask for it) and with --insecure. */
-export type SendRequest = Required<Pick<SendOptions, 'files' | 'host' | 'port' | 'insecure' | 'timeoutMs' | 'retries' | 'retryDelayMs' | 'waitMs' | 'skipSame' | 'update'>> &
-  Pick<SendOptions, 'code' | 'hash' | 'chunkSize' | 'stdinName' | 'limitRate'>;
+export type SendRequest = Required<Pick<SendOptions, 'files' | 'host' | 'port' | 'insecure' | 'timeoutMs' | 'retries' | 'retryDelayMs' | 'waitMs' | 'update'>> &
+  Pick<SendOptions, 'code' | 'hash' | 'chunkSize' | 'stdinName' | 'limitRate' | 'skipSame'>;
 
 export type ReceiveRequest = Required<Pick<ReceiveOptions, 'dir' | 'port' | 'once' | 'overwrite' | 'allowUpdate' | 'allowHidden' | 'timeoutMs' | 'fsync' | 'insecure'>> &
   Pick<ReceiveOptions, 'code' | 'host' | 'maxSize' | 'limitRate'> & {
@@ -86,7 +86,7 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
         y
           .positional('files', { type: 'string', array: true, default: [] as string[], describe: 'files and folders to send; - reads standard input (with --name)' })
           .option('name', { type: 'string', describe: 'the name standard input (-) is saved under' })
-          .option('skip-same', { type: 'boolean', default: true, describe: 'ask first, and do not send files the receiver has with the same content (--no-skip-same to send all)' })
+          .option('skip-same', { type: 'boolean', describe: 'ask first, and do not send files the receiver has with the same content (default: when sending a folder, and on retries; --no-skip-same: never)' })
           .option('update', { type: 'boolean', default: false, describe: 'replace files that changed (the receiver must allow it: --allow-update)' })
           .option('retries', { type: 'number', default: 5, describe: 'new attempts after a broken connection, each resuming where the last stopped' })
           .option('retry-delay', { type: 'number', default: 1, describe: 'seconds before the first retry; doubles each time, at most 16' })
@@ -166,7 +166,7 @@ function sendRequest(
     to: string;
     hash?: string | undefined;
     'chunk-size'?: number | undefined;
-    'skip-same': boolean;
+    'skip-same'?: boolean | undefined;
     update: boolean;
   },
   env: Env,
@@ -191,7 +191,7 @@ function sendRequest(
     retries: args.retries,
     retryDelayMs: Math.round(args['retry-delay'] * 1000),
     waitMs: Math.round(args.wait * 1000),
-    skipSame: args['skip-same'],
+    ...(args['skip-same'] === undefined ? {} : { skipSame: args['skip-same'] }),
     update: args.update,
     ...(code === undefined ? {} : { code }),
     ...(limitRate === undefined ? {} : { limitRate }),

@@ -54,7 +54,8 @@ async function sendTwo(extra: { skipSame?: boolean; update?: boolean } = {}): Pr
   const other = await writeSample(dir, 'other.txt', 100);
   const events: FerryEvent[] = [];
   const summary = await within(
-    send({ insecure: true, files: [same.path, other.path], host: '127.0.0.1', port: fake!.port, timeoutMs: 10_000, onEvent: (e) => events.push(e), ...extra }),
+    // Loose files are probed when asked (a folder is probed by default).
+    send({ insecure: true, files: [same.path, other.path], host: '127.0.0.1', port: fake!.port, timeoutMs: 10_000, onEvent: (e) => events.push(e), skipSame: true, ...extra }),
     20_000,
     'send',
   );
@@ -70,7 +71,7 @@ describe('answers to probes', () => {
     await writeSample(dir, 'other.txt', 100);
     digest = sha256(same.content);
     const events: FerryEvent[] = [];
-    const summary = await within(send({ insecure: true, files: [same.path, `${dir}/other.txt`], host: '127.0.0.1', port: fake.port, onEvent: (e) => events.push(e) }), 20_000, 'send');
+    const summary = await within(send({ insecure: true, files: [same.path, `${dir}/other.txt`], host: '127.0.0.1', port: fake.port, skipSame: true, onEvent: (e) => events.push(e) }), 20_000, 'send');
     expect(summary.exitCode).toBe(0);
     expect(plain(fake)).toEqual(['other.txt']);
     expect(summary.files.map((f) => [f.name, f.code, f.unchanged ?? false, f.transferred])).toEqual([

@@ -40,8 +40,8 @@ export interface SendContext {
   signal: AbortSignal | undefined;
   /** --limit-rate: DATA waits for its tokens (src/rate-limit.ts). */
   limiter: RateLimiter | undefined;
-  /** Probe files first and leave out those the receiver holds the same (probe.ts). */
-  skipSame: boolean;
+  /** Probe files first and leave out those the receiver holds the same (probe.ts): on the first attempt, and on retries. */
+  probe: { first: boolean; retries: boolean };
   /** --update: every file offer asks for REPLACE. */
   update: boolean;
 }
@@ -81,7 +81,8 @@ export async function runAttempt(todo: readonly Entry[], ctx: SendContext, cutIn
   let current: Entry | undefined;
   try {
     const algorithm = await hello(conn, ctx.forced);
-    if (ctx.skipSame) probes = new ProbeWindow(conn, algorithm, record);
+    // A retry is told which entry the last attempt was cut in.
+    if (cutIn === undefined ? ctx.probe.first : ctx.probe.retries) probes = new ProbeWindow(conn, algorithm, record);
     const offered = probes ? await probes.run(todo) : todo;
     window = new EagerWindow(conn, algorithm, record, { limiter: ctx.limiter, update: ctx.update });
     for (const entry of offered) {

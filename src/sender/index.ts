@@ -68,8 +68,10 @@ export interface SendOptions {
   /** Bandwidth limit: DATA bytes per second, at least 16 KiB (MIN_RATE). Default none. */
   limitRate?: number;
   /**
-   * Probe each file first, and send none the receiver already holds with
-   * the same content (reported `unchanged`, exit 0). Default true.
+   * Probe files first, and send none the receiver already holds with the
+   * same content (reported `unchanged`, exit 0). Default: when a folder is
+   * among `files`, and on every retry (after a lost verdict the file is
+   * found there); `true`: always; `false`: never.
    */
   skipSame?: boolean;
   /**
@@ -121,7 +123,8 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     stdin: options.stdin ?? process.stdin,
     code: options.code,
     signal: options.signal,
-    skipSame: options.skipSame ?? true,
+    // Sending a folder again is the common case; a lost verdict is the other: a retry finds the file there.
+    probe: { first: options.skipSame ?? entries.some((e) => e.kind === 'directory'), retries: options.skipSame !== false },
     update: options.update ?? false,
   };
   const failure = await sendWithRetries(entries, ctx, { retries, firstDelayMs: options.retryDelayMs ?? 1000, waitMs });

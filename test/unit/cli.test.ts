@@ -168,7 +168,8 @@ describe('numbers', () => {
     expect(sendOf(['f', '--to', 'h'])).toMatchObject({ retries: 5, retryDelayMs: 1000 });
     expect(sendOf(['f', '--to', 'h', '--retries', '0', '--retry-delay', '0.25'])).toMatchObject({ retries: 0, retryDelayMs: 250 });
     // Re-sending skips what the receiver holds the same, unless told not to; replacing is asked for explicitly.
-    expect(sendOf(['f', '--to', 'h'])).toMatchObject({ skipSame: true, update: false });
+    expect(sendOf(['f', '--to', 'h'])).not.toHaveProperty('skipSame');
+    expect(sendOf(['f', '--to', 'h', '--skip-same'])).toMatchObject({ skipSame: true, update: false });
     expect(sendOf(['f', '--to', 'h', '--no-skip-same', '--update'])).toMatchObject({ skipSame: false, update: true });
     for (const bad of ['-1', '1.5', 'x']) expect(usageError(['send', 'f', '--to', 'h', '--retries', bad]).message).toMatch(/--retries/);
     usageError(['send', 'f', '--to', 'h', '--retry-delay', '-1']);
