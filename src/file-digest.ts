@@ -27,21 +27,31 @@ export async function digestOfFile(algorithm: HashAlgorithm, path: string, size:
   }
 }
 
+/**
+ * The `size` bytes of the file open at `fd`, read with blocking calls, or
+ * undefined when it holds another number of bytes: one byte more is asked
+ * for, so a file that grew since it was measured is not taken for the one
+ * that was.
+ */
+export function readExactly(fd: number, size: number): Buffer | undefined {
+  const buffer = Buffer.allocUnsafe(size + 1);
+  let got = 0;
+  for (;;) {
+    const n = readSync(fd, buffer, got, buffer.length - got, got);
+    if (n === 0) break;
+    got += n;
+    if (got === buffer.length) break;
+  }
+  return got === size ? buffer.subarray(0, size) : undefined;
+}
+
 function smallDigest(algorithm: HashAlgorithm, path: string, size: number): Buffer | undefined {
   const fd = openSync(path, OPEN_FLAGS);
   try {
     const info = fstatSync(fd);
     if (!info.isFile() || info.size !== size) return undefined;
-    // One byte more than expected: a file that grew meanwhile is not the one asked about.
-    const buffer = Buffer.allocUnsafe(size + 1);
-    let got = 0;
-    for (;;) {
-      const n = readSync(fd, buffer, got, buffer.length - got, got);
-      if (n === 0) break;
-      got += n;
-      if (got === buffer.length) break;
-    }
-    return got === size ? algorithm.oneShot(buffer.subarray(0, size)) : undefined;
+    const content = readExactly(fd, size);
+    return content ? algorithm.oneShot(content) : undefined;
   } finally {
     closeSync(fd);
   }

@@ -127,12 +127,37 @@ function changes(before: Record<string, unknown>, after: Record<string, unknown>
 }
 
 /** Each `received` file must be a regular file whose real path is under realpath(dst), holding what was sent. */
-function checkReceived(dst: string, events: Json[], files: Map<string, Buffer>): string[] {
+/**
+ * Where `name` ended up when a folder on its way was renamed aside by the
+ * racer and could not be put back (the receiver made a new folder of that
+ * name meanwhile): the same relative path with `.moved-N` on some folders.
+ * The racer moved it there by its own hand, inside --dir; ferry followed no link.
+ */
+function movedCopy(dst: string, name: string): string | undefined {
+  const parts = name.split('/');
+  const search = (dir: string, i: number): string | undefined => {
+    if (i === parts.length - 1) {
+      const path = join(dir, parts[i]!);
+      return realFs.existsSync(path) ? path : undefined;
+    }
+    for (const entry of realFs.readdirSync(dir, { withFileTypes: true })) {
+      if (!entry.isDirectory()) continue;
+      if (entry.name !== parts[i] && entry.name.replace(/\.moved-\d+$/, '') !== parts[i]) continue;
+      const found = search(join(dir, entry.name), i + 1);
+      if (found) return found;
+    }
+    return undefined;
+  };
+  return search(dst, 0);
+}
+
+function checkReceived(dst: string, events: Json[], files: Map<string, Buffer>, options: { allowMoved?: boolean } = {}): string[] {
   const realDst = realFs.realpathSync(dst);
   const problems: string[] = [];
   for (const e of events.filter((x) => x.event === 'received')) {
     const name = e.name as string;
-    const path = join(dst, name);
+    const exact = join(dst, name);
+    const path = !realFs.existsSync(exact) && options.allowMoved ? (movedCopy(dst, name) ?? exact) : exact;
     let real: string;
     try {
       real = realFs.realpathSync(path);
@@ -326,7 +351,8 @@ describe('a local user swaps folders in --dir for symlinks while a tree arrives'
     expect(result?.swaps).toBeGreaterThan(0);
     const leaked = changes(before, snapshotTree(outside));
     expect(leaked, `outside --dir changed (racer: ${JSON.stringify(result)})`).toEqual([]);
-    expect(checkReceived(dst, rx.events, files)).toEqual([]);
+    // Real concurrency: a folder the racer moved aside may stay moved, with what ferry wrote into it.
+    expect(checkReceived(dst, rx.events, files, { allowMoved: true })).toEqual([]);
     expect(symlinksIn(dst)).toEqual([]);
   });
 });

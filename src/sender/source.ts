@@ -6,9 +6,10 @@
  * socket without a copy or an allocation. A buffer returns to the pool once
  * the socket is done with it.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
+import { readExactly } from '../file-digest.js';
 import { FRAME_OVERHEAD, HEADER_SIZE, MAX_DATA_BYTES, MAX_FILE_SIZE } from '../protocol/constants.js';
 import { FerryError } from '../protocol/errors.js';
 
@@ -73,16 +74,7 @@ export function readSmall(file: SourceFile): Buffer | FerryError {
   let fd: number | undefined;
   try {
     fd = openSync(file.path, 'r');
-    const buffer = Buffer.allocUnsafe(file.size + 1);
-    let got = 0;
-    for (;;) {
-      const n = readSync(fd, buffer, got, buffer.length - got, got);
-      if (n === 0) break;
-      got += n;
-      if (got === buffer.length) break;
-    }
-    if (got !== file.size) return new FerryError('ERR_SOURCE_CHANGED', `${file.path}: file changed size while being sent`);
-    return buffer.subarray(0, got);
+    return readExactly(fd, file.size) ?? new FerryError('ERR_SOURCE_CHANGED', `${file.path}: file changed size while being sent`);
   } catch (err) {
     return cannotRead(file.path, err);
   } finally {
