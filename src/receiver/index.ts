@@ -15,6 +15,7 @@ import { encodeAbort } from '../protocol/messages.js';
 import { ADMISSION_LIMITS, Admission, DEFAULT_MAX_SESSIONS, type Ticket } from './admission.js';
 import { startSweeping } from './partials.js';
 import { offerChecker, runSession, type SessionContext } from './session.js';
+import { Sessions } from './sessions.js';
 import { TargetDir, TargetTree } from './target.js';
 
 export const DEFAULT_PORT = 7878;
@@ -27,8 +28,6 @@ export const DEFAULT_PORT = 7878;
 const BACKSTOP_SLACK = 1024;
 /** Folders a sweep of stale partial files reads at most (`receive --clean` reads all). */
 const SWEEP_DIRS = 1000;
-/** How long close() lets sessions tidy up (delete temp files) before it stops waiting. */
-const CLOSE_GRACE_MS = 5000;
 
 export interface ReceiveOptions {
   /** Target folder; must exist. Default '.'. */
@@ -115,36 +114,20 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   // Kept partial files too old to resume (PARTIAL_MAX_AGE_MS), at start and then hourly; in the background.
   const sweeper = options.stdout ? null : startSweeping(target, SWEEP_DIRS);
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const sessions = new Map<ReceiverConnection, Promise<number>>();
   let closing: FerryError | null = null;
-  let onceClaimed = false;
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
-
-  let onceConn: ReceiverConnection | null = null;
-  const claimOnce = (conn: ReceiverConnection): void => {
-    if (!once || onceClaimed) return;
-    onceClaimed = true;
-    onceConn = conn;
-    // The first real sender owns a --once receiver: nobody else gets in.
-    server.close();
-    for (const other of sessions.keys()) if (other !== conn) other.destroy();
-  };
+  const sessions = new Sessions(once, { claimed: () => server.close(), ownerDone: (code) => void shutdown(null, code) });
 
   /** Sockets still in the secure handshake: closed with the receiver. */
   const handshaking = new Set<Socket>();
   const maxSessions = options.maxConnections ?? DEFAULT_MAX_SESSIONS;
   const busyExit = exitCodeOf('ERR_BUSY');
   const admission = new Admission((_kind, message) => emit({ event: 'error', code: 'ERR_BUSY', message, exitCode: busyExit }));
-  const context = contexts(options, { target, emit, admission, claimOnce, limiter });
+  const context = contexts(options, { target, emit, admission, claimOnce: (conn) => sessions.claim(conn), limiter });
   const startSession = (socket: Socket, ticket?: Ticket): void => {
     const conn = new Connection(socket, timeoutMs, RECEIVER_STATES);
-    const session = runSession(conn, context(conn, ticket));
-    sessions.set(conn, session);
-    void session.then((code) => {
-      sessions.delete(conn);
-      if (conn === onceConn) void shutdown(null, code);
-    });
+    sessions.add(conn, runSession(conn, context(conn, ticket)));
   };
   const server: Server = createServer(
     acceptor({
@@ -154,7 +137,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
       admission,
       handshaking,
       emit,
-      refusing: () => closing !== null || (once && onceClaimed),
+      refusing: () => closing !== null || sessions.taken,
       sessionCount: () => sessions.size,
       startSession,
     }),
@@ -166,11 +149,11 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
       closing = reason ?? new FerryError('ERR_SHUTDOWN', 'the receiver is shutting down');
       server.close();
       for (const socket of handshaking) socket.destroy();
-      await endSessions(sessions, closing);
+      await sessions.end(closing);
       options.signal?.removeEventListener('abort', onAbort);
       sweeper?.stop();
       // Only once nothing uses it: a closed descriptor's number is soon another file's.
-      void Promise.all([...sessions.values(), sweeper?.idle()]).then(() => target.close());
+      void Promise.all([sessions.settled(), sweeper?.idle()]).then(() => target.close());
       userEmit({ event: 'summary', side: 'receive', ...totals, exitCode: code, seconds: (performance.now() - started) / 1000 });
       resolveDone(code);
     }
@@ -270,21 +253,6 @@ function counting(emitTo: EventListener): { emit: EventListener; totals: { files
     emitTo(event);
   };
   return { emit, totals };
-}
-
-/**
- * Aborts every session with `reason` and waits, at most CLOSE_GRACE_MS, for
- * them to delete their temp files and for the ABORTs to reach the senders;
- * then destroys what is left.
- */
-async function endSessions(sessions: Map<ReceiverConnection, Promise<number>>, reason: FerryError): Promise<void> {
-  const conns = [...sessions.keys()];
-  for (const conn of conns) conn.abort(reason);
-  let timer: NodeJS.Timeout | undefined;
-  const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));
-  await Promise.race([Promise.all([...sessions.values(), ...conns.map((c) => c.closed)]), grace]);
-  clearTimeout(timer);
-  for (const conn of sessions.keys()) conn.destroy();
 }
 
 /** What the accept path needs from its receiver. */

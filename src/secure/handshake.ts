@@ -25,7 +25,8 @@ import { FerryError, abortError, toFerryError, type ErrorCode } from '../protoco
 import { encodeAbort, encodeFrame, type ControlFrame } from '../protocol/messages.js';
 import { normalizeCode } from './code.js';
 import { sourceKey, type Attempt, type CodeGuard } from './limiter.js';
-import { checkShare, passwordScalar, spake2Finish, spake2Start, tagsEqual } from './spake2.js';
+import { cachedScalar } from './password.js';
+import { checkShare, spake2Finish, spake2Start, tagsEqual } from './spake2.js';
 import { acceptTls, connectTls, tlsPsk } from './tls.js';
 
 export interface HandshakeOptions {
@@ -49,37 +50,6 @@ export interface HandshakeOptions {
  * bytes), so the sender allows a few KiB.
  */
 const SLACK_BYTES = { server: 0, client: 4096 } as const;
-
-/**
- * Password scalars of the codes this process has sent with: scrypt costs
- * about 0.1 s, and a library user sending 100 files at once with one code
- * (or a sender retrying) needs it once, not per connection.
- */
-const scalars = new Map<string, Promise<bigint>>();
-function cachedScalar(code: string): Promise<bigint> {
-  let w = scalars.get(code);
-  if (!w) {
-    if (scalars.size >= 16) scalars.clear();
-    w = passwordScalar(code);
-    scalars.set(code, w);
-    w.catch(() => scalars.delete(code));
-  }
-  return w;
-}
-
-/**
- * Starts the password hash of `code` for a later secureClient(), so that it
- * runs while the sender walks its paths and dials instead of after the TCP
- * connect, when the receiver waits for the first frame. Never throws: a bad
- * code is reported by secureClient.
- */
-export function prepareClient(code: string): void {
-  try {
-    cachedScalar(normalizeCode(code)).catch(() => {});
-  } catch {
-    // A malformed code: secureClient says so.
-  }
-}
 
 /** Sender: PAKE + TLS over a connected socket; resolves to the TLS socket ferry frames then run in. */
 export async function secureClient(socket: Socket, code: string, options: HandshakeOptions): Promise<TLSSocket> {
