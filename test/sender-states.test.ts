@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, test } from 'vitest';
 import { send, type FerryEvent } from '../src/index.js';
 import { FrameType, OfferFlag } from '../src/protocol/constants.js';
-import { encodeAccept, encodeHeartbeat, encodeVerdict, type ControlFrame } from '../src/protocol/messages.js';
+import { encodeAccept, encodeFrame, encodeHeartbeat, encodeVerdict, type ControlFrame } from '../src/protocol/messages.js';
 import { answerHello, fakeReceiver, type FakePeer, type FakeReceiver } from './support/fake-receiver.js';
 import { tempDir, within, writeSample } from './support/files.js';
 
@@ -168,5 +168,20 @@ describe('the legitimate flows', () => {
     const summary = await within(send({ insecure: true, files: files.map((f) => f.path), host: '127.0.0.1', port: fake.port, timeoutMs: 10_000 }), 30_000, 'send');
     expect(summary.exitCode).toBe(0);
     expect(summary.files.every((f) => f.code === 'OK')).toBe(true);
+  });
+});
+
+describe('an --insecure sender answered with PAKE', () => {
+  test('a peer that wants a code answers the plaintext HELLO with PAKE: ERR_INSECURE_MISMATCH (exit 4), like every other mismatch', async () => {
+    const dir = await tempDir('ferry-sender-states-');
+    const file = await writeSample(dir, 'a.txt', 10);
+    fake = await fakeReceiver({
+      onFrame(frame, peer) {
+        if (frame.type === FrameType.Hello) peer.say(encodeFrame(FrameType.Pake, Buffer.alloc(65, 4)));
+      },
+    });
+    const summary = await within(send({ insecure: true, files: [file.path], host: '127.0.0.1', port: fake.port, timeoutMs: 10_000 }), 30_000, 'send');
+    expect(summary.files.map((f) => f.code)).toEqual(['ERR_INSECURE_MISMATCH']);
+    expect(summary.exitCode).toBe(4);
   });
 });

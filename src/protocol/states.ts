@@ -23,8 +23,8 @@ export const RECEIVER_STATES = {
 
 /** What a sender may be sent, by state. */
 export const SENDER_STATES = {
-  /** Awaits the receiver's HELLO. */
-  HANDSHAKE: [FrameType.Hello],
+  /** Awaits the receiver's HELLO. A PAKE here (a peer that wants a code, answering a plaintext HELLO) is ERR_INSECURE_MISMATCH. */
+  HANDSHAKE: [FrameType.Hello, FrameType.Pake],
   /** Between files, nothing due: the receiver must say nothing (a VERDICT now answers no offer). */
   IDLE: [],
   /** Between files while eager offers (and folders) await their VERDICTs, which come in offer order. */

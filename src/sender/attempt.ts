@@ -8,6 +8,7 @@ import type { Readable } from 'node:stream';
 import { Connection, type SenderConnection } from '../connection.js';
 import type { EventListener } from '../events.js';
 import { SUPPORTED_ALGORITHMS, chooseAlgorithm, type HashAlgorithm } from '../hash.js';
+import { FrameType } from '../protocol/constants.js';
 import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
 import { encodeBye, encodeHello } from '../protocol/messages.js';
 import { SENDER_STATES } from '../protocol/states.js';
@@ -120,6 +121,8 @@ async function connect(ctx: SendContext): Promise<SenderConnection> {
 async function hello(conn: SenderConnection, forced: HashAlgorithm | undefined): Promise<HashAlgorithm> {
   await conn.write(encodeHello(SUPPORTED_ALGORITHMS.map((a) => a.id)));
   const theirs = await conn.expect('HANDSHAKE');
+  // As a receiver that wants a code answers our HELLO: never a fall back, and no advice to drop the code either.
+  if (theirs.type !== FrameType.Hello) throw new FerryError('ERR_INSECURE_MISMATCH', `${conn.peer} speaks with a code, and this sender runs --insecure`);
   const algorithm = chooseAlgorithm(theirs.algorithms, forced);
   if (!algorithm) throw new FerryError('ERR_UNSUPPORTED_HASH', `the receiver does not support ${forced?.name ?? 'any hash this sender knows'}`);
   conn.enter('IDLE');
