@@ -43,8 +43,20 @@ export const enum FrameType {
   Verdict = 0x0022,
   /** Receiver: heartbeat while a file is in flight; bytes received so far. */
   Heartbeat = 0x0023,
+  /**
+   * Sender, where DATA may go, only to a receiver whose HELLO set
+   * Feature.Compressed: one chunk of file content as a complete brotli
+   * stream, decoded on its own. Counts as the bytes it decodes to.
+   */
+  ZData = 0x0024,
   /** Either side: giving up; status code and message, then close. */
   Abort = 0x00ff,
+}
+
+/** HELLO feature bits (u32 at offset 0). Unknown bits are ignored. */
+export const enum Feature {
+  /** Set by a receiver that takes ZDATA. Means nothing in a sender's HELLO. */
+  Compressed = 0x00000001,
 }
 
 /** Longest UTF-8 message carried by REFUSE, VERDICT and ABORT. */
@@ -117,6 +129,8 @@ export const PAYLOAD_LIMITS: ReadonlyMap<number, readonly [number, number]> = ne
   [FrameType.Resume, [8, 8]],
   [FrameType.Refuse, [2, 2 + MAX_MESSAGE_BYTES]],
   [FrameType.Data, [1, MAX_DATA_BYTES]],
+  // Buffered whole to be decoded: the same bound as DATA keeps a hostile length at 8 MiB.
+  [FrameType.ZData, [1, MAX_DATA_BYTES]],
   [FrameType.End, [2, 2 * MAX_DIGEST_BYTES]],
   [FrameType.Verdict, [3, 3 + MAX_DIGEST_BYTES + MAX_MESSAGE_BYTES]],
   [FrameType.Heartbeat, [8, 8]],
@@ -140,6 +154,7 @@ export const FRAME_NAMES: ReadonlyMap<number, string> = new Map([
   [FrameType.Refuse, 'REFUSE'],
   [FrameType.Resume, 'RESUME'],
   [FrameType.Data, 'DATA'],
+  [FrameType.ZData, 'ZDATA'],
   [FrameType.End, 'END'],
   [FrameType.Verdict, 'VERDICT'],
   [FrameType.Heartbeat, 'HEARTBEAT'],

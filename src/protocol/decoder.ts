@@ -27,6 +27,12 @@ export interface DecoderHandlers {
    * frame arrives without an error).
    */
   onData(piece: Buffer, frameEnd: boolean): void;
+  /**
+   * A whole ZDATA payload, end marker checked, still compressed (what it
+   * decodes to, and whether it may come now, is the caller's business).
+   * Absent: ZDATA is ERR_UNEXPECTED_FRAME.
+   */
+  onCompressed?(payload: Buffer): void;
 }
 
 const enum State {
@@ -52,6 +58,8 @@ export class FrameDecoder {
   /** A control payload that spans chunks is copied here. */
   private payload: Buffer | null = null;
   private payloadFilled = 0;
+  /** A ZDATA payload that spans chunks, copied piece by piece. */
+  private zparts: Buffer[] = [];
   private paused = false;
   private running = false;
   private failure: FerryError | null = null;
@@ -80,6 +88,8 @@ export class FrameDecoder {
    */
   get inControlFrame(): boolean {
     if (this.state === State.Header) return this.headerLength > 0;
+    // ZDATA is file content like DATA: it only has to keep moving, though it is buffered whole.
+    if (this.type === FrameType.ZData) return false;
     if (this.state === State.Payload) return true;
     return this.state === State.Trailer && this.type !== FrameType.Data;
   }
@@ -122,6 +132,7 @@ export class FrameDecoder {
     this.state = State.Failed;
     this.chunks = [];
     this.payload = null;
+    this.zparts = [];
     throw this.failure;
   }
 
@@ -156,6 +167,18 @@ export class FrameDecoder {
         return;
       case State.Payload: {
         const n = Math.min(this.remaining, chunk.length - this.offset);
+        if (this.type === FrameType.ZData && n < this.length) {
+          // Up to 8 MiB: held as it arrives, not allocated on the word of a header, so a claimed length costs nothing until sent.
+          this.zparts.push(Buffer.from(chunk.subarray(this.offset, this.offset + n)));
+          this.remaining -= n;
+          this.advance(n);
+          if (this.remaining === 0) {
+            this.payload = Buffer.concat(this.zparts);
+            this.zparts = [];
+            this.state = State.Trailer;
+          }
+          return;
+        }
         if (this.payload === null && n === this.remaining) {
           // Whole payload inside this chunk: keep a view, no copy.
           this.payload = chunk.subarray(this.offset, this.offset + n);
@@ -191,7 +214,9 @@ export class FrameDecoder {
           const payload = this.payload ?? Buffer.alloc(0);
           this.payload = null;
           this.payloadFilled = 0;
-          this.handlers.onFrame(parseControl(this.type, payload));
+          if (this.type !== FrameType.ZData) this.handlers.onFrame(parseControl(this.type, payload));
+          else if (this.handlers.onCompressed) this.handlers.onCompressed(payload);
+          else this.fail('ERR_UNEXPECTED_FRAME', 'unexpected ZDATA frame');
         }
         return;
       }

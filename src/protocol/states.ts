@@ -17,8 +17,8 @@ export const RECEIVER_STATES = {
   IDLE: [FrameType.Offer, FrameType.Bye],
   /** After an ACCEPT with an offset: the sender says where its DATA starts. */
   ACCEPTED: [FrameType.Resume],
-  /** A file's content, then its END. */
-  RECEIVING: [FrameType.Data, FrameType.End],
+  /** A file's content (ZDATA only where negotiated in HELLO), then its END. */
+  RECEIVING: [FrameType.Data, FrameType.ZData, FrameType.End],
 } as const satisfies Record<string, readonly FrameType[]>;
 
 /** What a sender may be sent, by state. */

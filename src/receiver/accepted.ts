@@ -145,7 +145,7 @@ async function receiveBytes(
     progress(received);
     if (sink.full) conn.pauseData();
     ctx.throttle?.(piece.length);
-  });
+  }, { room: () => (limit ?? Number.MAX_SAFE_INTEGER) - received, tooMuch: stream ? 'ERR_TOO_LARGE' : 'ERR_SIZE_MISMATCH' });
   await conn.write(encodeAccept(offset, offset > 0 ? hasher.digest() : undefined));
   // Until the verdict the sender hears nothing else from us: on a slow link
   // its writes take long to drain, and a large flush takes a while.

@@ -107,7 +107,7 @@ export async function receiveEager(conn: ReceiverConnection, offer: OfferFrame, 
     received += piece.length;
     if (!isRefused(checked)) pieces.push(piece);
     ctx.throttle?.(piece.length);
-  });
+  }, { room: () => offer.size - received, tooMuch: 'ERR_SIZE_MISMATCH' });
   let end;
   try {
     end = await conn.expect('RECEIVING');

@@ -9,7 +9,7 @@ import type { ReceiverConnection } from '../connection.js';
 import type { EventListener } from '../events.js';
 import { SUPPORTED_ALGORITHMS } from '../hash.js';
 import { printableName } from '../printable.js';
-import { FrameType, OfferFlag } from '../protocol/constants.js';
+import { Feature, FrameType, OfferFlag } from '../protocol/constants.js';
 import { exitCodeOf } from '../exit-codes.js';
 import { FerryError, toFerryError } from '../protocol/errors.js';
 import { encodeHello, type OfferFrame } from '../protocol/messages.js';
@@ -60,7 +60,9 @@ export async function runSession(conn: ReceiverConnection, ctx: SessionContext):
       throw new FerryError('ERR_INSECURE_MISMATCH', 'this receiver runs --insecure, without a code; run the sender with --insecure too');
     }
     ctx.onHandshake();
-    await conn.write(encodeHello(SUPPORTED_ALGORITHMS.map((a) => a.id)));
+    // Every ferry receiver takes ZDATA: a sender compresses only where it sees this bit (send --compress).
+    conn.acceptsCompressed = true;
+    await conn.write(encodeHello(SUPPORTED_ALGORITHMS.map((a) => a.id), Feature.Compressed));
     for (;;) {
       await replies.room();
       const frame = await conn.expect('IDLE');
