@@ -22,7 +22,7 @@ export interface OutputArgs {
 }
 
 /** What `ferry send` will do. `code` is absent when none was given (main.ts may ask for it) and with --insecure. */
-export type SendRequest = Required<Pick<SendOptions, 'files' | 'host' | 'port' | 'insecure' | 'timeoutMs' | 'retries' | 'retryDelayMs' | 'waitMs' | 'update'>> &
+export type SendRequest = Required<Pick<SendOptions, 'files' | 'host' | 'port' | 'insecure' | 'timeoutMs' | 'retries' | 'retryDelayMs' | 'waitMs' | 'update' | 'compress'>> &
   Pick<SendOptions, 'code' | 'hash' | 'chunkSize' | 'stdinName' | 'limitRate' | 'skipSame'>;
 
 export type ReceiveRequest = Required<Pick<ReceiveOptions, 'dir' | 'port' | 'once' | 'overwrite' | 'allowUpdate' | 'allowHidden' | 'timeoutMs' | 'fsync' | 'insecure'>> &
@@ -88,6 +88,7 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
           .option('name', { type: 'string', describe: 'the name standard input (-) is saved under' })
           .option('skip-same', { type: 'boolean', describe: 'ask first, and do not send files the receiver has with the same content (default: when sending a folder, and on retries; --no-skip-same: never)' })
           .option('update', { type: 'boolean', default: false, describe: 'replace files that changed (the receiver must allow it: --allow-update)' })
+          .option('compress', { type: 'boolean', default: false, describe: 'compress what compresses (for slow links; costs CPU on fast ones); needs a receiver that can decompress' })
           .option('retries', { type: 'number', default: 5, describe: 'new attempts after a broken connection, each resuming where the last stopped' })
           .option('retry-delay', { type: 'number', default: 1, describe: 'seconds before the first retry; doubles each time, at most 16' })
           .option('wait', { type: 'number', default: 0, describe: 'keep trying to reach the receiver this many seconds (for a receiver started after the sender); default: fail at once' })
@@ -168,6 +169,7 @@ function sendRequest(
     'chunk-size'?: number | undefined;
     'skip-same'?: boolean | undefined;
     update: boolean;
+    compress: boolean;
   },
   env: Env,
 ): SendRequest {
@@ -193,6 +195,7 @@ function sendRequest(
     waitMs: Math.round(args.wait * 1000),
     ...(args['skip-same'] === undefined ? {} : { skipSame: args['skip-same'] }),
     update: args.update,
+    compress: args.compress,
     ...(code === undefined ? {} : { code }),
     ...(limitRate === undefined ? {} : { limitRate }),
     ...(args.hash === undefined ? {} : { hash: args.hash }),

@@ -45,10 +45,12 @@ async function codeFor(options: SendRequest): Promise<string | undefined> {
   throw new FerryError('ERR_USAGE', 'give the code the receiver printed: --code CODE, or FERRY_CODE=CODE (or --insecure on both sides)');
 }
 
-async function sendFiles(output: Output, options: SendRequest): Promise<number> {
+async function sendFiles(output: Output, options: SendRequest, args: OutputArgs): Promise<number> {
   const code = await codeFor(options);
   const controller = signalController();
-  const summary = await send({ ...options, ...(code === undefined ? {} : { code }), onEvent: output.handle, signal: controller.signal });
+  // A notice is for a person: one line on stderr, never in --json's stream.
+  const onNotice = (message: string): void => void (args.json ? undefined : process.stderr.write(`${terminalSafe(`ferry: ${message}`)}\n`));
+  const summary = await send({ ...options, ...(code === undefined ? {} : { code }), onEvent: output.handle, onNotice, signal: controller.signal });
   output.stop();
   return summary.exitCode;
 }
@@ -78,7 +80,7 @@ async function main(argv: string[]): Promise<number> {
       // With --stdout the file is on stdout: every message goes to stderr.
       return receiveFiles(outputFor(parsed.output, parsed.options.stdout ? process.stderr : process.stdout), parsed.options);
     case 'send':
-      return sendFiles(outputFor(parsed.output), parsed.options);
+      return sendFiles(outputFor(parsed.output), parsed.options, parsed.output);
   }
 }
 

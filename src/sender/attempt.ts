@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import { Connection, type SenderConnection } from '../connection.js';
 import type { EventListener } from '../events.js';
 import { SUPPORTED_ALGORITHMS, chooseAlgorithm, type HashAlgorithm } from '../hash.js';
-import { FrameType } from '../protocol/constants.js';
+import { Feature, FrameType } from '../protocol/constants.js';
 import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
 import { encodeBye, encodeHello } from '../protocol/messages.js';
 import { SENDER_STATES } from '../protocol/states.js';
@@ -45,6 +45,8 @@ export interface SendContext {
   probe: { first: boolean; retries: boolean };
   /** --update: every file offer asks for REPLACE. */
   update: boolean;
+  /** --compress: ZDATA where the receiver's HELLO sets Feature.Compressed; `notice` once when it does not. */
+  compress: { wanted: boolean; notice: ((message: string) => void) | undefined; told: boolean };
 }
 
 /** Why an attempt ended early. */
@@ -81,11 +83,11 @@ export async function runAttempt(todo: readonly Entry[], ctx: SendContext, cutIn
   let probes: ProbeWindow | undefined;
   let current: Entry | undefined;
   try {
-    const algorithm = await hello(conn, ctx.forced);
+    const { algorithm, compress } = await hello(conn, ctx);
     // A retry is told which entry the last attempt was cut in.
     if (cutIn === undefined ? ctx.probe.first : ctx.probe.retries) probes = new ProbeWindow(conn, algorithm, record);
     const offered = probes ? await probes.run(todo) : todo;
-    window = new EagerWindow(conn, algorithm, record, { limiter: ctx.limiter, update: ctx.update });
+    window = new EagerWindow(conn, algorithm, record, { limiter: ctx.limiter, update: ctx.update, compress });
     for (const entry of offered) {
       if (isEager(entry)) {
         await window.send(entry);
@@ -94,7 +96,7 @@ export async function runAttempt(todo: readonly Entry[], ctx: SendContext, cutIn
       // ACCEPT or REFUSE comes after the verdicts already due.
       await window.settleAll();
       current = entry;
-      const file = { conn, algorithm, ctx };
+      const file = { conn, algorithm, ctx, compress };
       record(entry, entry.kind === 'stdin' ? await sendStream({ ...file, entry }) : await sendLarge({ ...file, entry }));
       current = undefined;
     }
@@ -117,8 +119,9 @@ async function connect(ctx: SendContext): Promise<SenderConnection> {
   return new Connection(secured, ctx.timeoutMs, SENDER_STATES);
 }
 
-/** HELLO both ways; the algorithm every offer of this connection uses. */
-async function hello(conn: SenderConnection, forced: HashAlgorithm | undefined): Promise<HashAlgorithm> {
+/** HELLO both ways; the algorithm every offer of this connection uses, and whether its content may go compressed. */
+async function hello(conn: SenderConnection, ctx: SendContext): Promise<{ algorithm: HashAlgorithm; compress: boolean }> {
+  const forced = ctx.forced;
   await conn.write(encodeHello(SUPPORTED_ALGORITHMS.map((a) => a.id)));
   const theirs = await conn.expect('HANDSHAKE');
   // As a receiver that wants a code answers our HELLO: never a fall back, and no advice to drop the code either.
@@ -126,7 +129,13 @@ async function hello(conn: SenderConnection, forced: HashAlgorithm | undefined):
   const algorithm = chooseAlgorithm(theirs.algorithms, forced);
   if (!algorithm) throw new FerryError('ERR_UNSUPPORTED_HASH', `the receiver does not support ${forced?.name ?? 'any hash this sender knows'}`);
   conn.enter('IDLE');
-  return algorithm;
+  const compress = ctx.compress.wanted && (theirs.features & Feature.Compressed) !== 0;
+  if (ctx.compress.wanted && !compress && !ctx.compress.told) {
+    // Once per send, not per retry: the same receiver answers the same way.
+    ctx.compress.told = true;
+    ctx.compress.notice?.(`${conn.peer} cannot decompress: sending without --compress`);
+  }
+  return { algorithm, compress };
 }
 
 /**

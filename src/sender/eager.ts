@@ -4,6 +4,7 @@
  * back in offer order and are read a window behind: the window bounds what
  * a lost connection must send again.
  */
+import { compressChunk } from '../compress.js';
 import type { SenderConnection } from '../connection.js';
 import { digestOf, type HashAlgorithm } from '../hash.js';
 import { FrameType, MAX_EAGER_BYTES, OfferFlag } from '../protocol/constants.js';
@@ -43,14 +44,17 @@ export class EagerWindow {
 
   /** OfferFlag.Replace on every file (--update), else 0. */
   private readonly replace: number;
+  /** --compress, and the receiver can decompress. */
+  private readonly compress: boolean;
 
   constructor(
     conn: SenderConnection,
     algorithm: HashAlgorithm,
     record: (entry: Entry, result: FileResult) => void,
-    options: { limiter?: RateLimiter | undefined; update?: boolean } = {},
+    options: { limiter?: RateLimiter | undefined; update?: boolean; compress?: boolean } = {},
   ) {
     this.replace = options.update ? OfferFlag.Replace : 0;
+    this.compress = options.compress ?? false;
     this.conn = conn;
     this.algorithm = algorithm;
     this.record = record;
@@ -75,12 +79,14 @@ export class EagerWindow {
       content = read;
     }
     const digest = entry.kind === 'file' ? digestOf(this.algorithm, content) : Buffer.alloc(0);
+    // Before batch(), like the pacing below: the thread pool's round trip must not hold back corked writes.
+    const compressed = this.compress ? await compressChunk(content) : null;
     // Before batch(): a wait here must not hold back the writes already corked.
     if (this.limiter) await paceWrite(this.limiter, content.length, this.conn.failed);
     this.conn.batch();
     // A VERDICT is due from now on: it may come while the next offers are written.
     this.conn.enter('EAGER');
-    await this.conn.write(eagerFrames({ entry, content, algorithm: this.algorithm, digest, replace: this.replace }));
+    await this.conn.write(eagerFrames({ entry, content, compressed, algorithm: this.algorithm, digest, replace: this.replace }));
     this.inFlight.push({ entry, digest, bytes: content.length, started });
     this.bytes += content.length;
     while (this.inFlight.length >= WINDOW_FILES || this.bytes >= WINDOW_BYTES) await this.settle();
@@ -101,11 +107,14 @@ export class EagerWindow {
   }
 }
 
-/** OFFER, DATA and END of an eager file (or the OFFER of a folder), as one write. */
-function eagerFrames({ entry, content, algorithm, digest, replace }: { entry: EagerEntry; content: Buffer; algorithm: HashAlgorithm; digest: Buffer; replace: number }): Buffer {
+/** OFFER, DATA (or ZDATA, when `compressed`) and END of an eager file (or the OFFER of a folder), as one write. */
+function eagerFrames(frames: { entry: EagerEntry; content: Buffer; compressed: Buffer | null; algorithm: HashAlgorithm; digest: Buffer; replace: number }): Buffer {
+  const { entry, content, compressed, algorithm, digest, replace } = frames;
   const base = { name: entry.name, mtimeMs: entry.mtimeMs, mode: entry.mode, algorithm: algorithm.id };
   if (entry.kind === 'directory') return encodeOffer({ ...base, size: 0, flags: OfferFlag.Directory });
   const offer = encodeOffer({ ...base, size: content.length, flags: OfferFlag.Eager | replace });
   const end = encodeEnd(digest, digestOf(algorithm, payloadOf(offer)));
-  return content.length === 0 ? Buffer.concat([offer, end]) : Buffer.concat([offer, encodeFrame(FrameType.Data, content), end]);
+  if (content.length === 0) return Buffer.concat([offer, end]);
+  const data = compressed ? encodeFrame(FrameType.ZData, compressed) : encodeFrame(FrameType.Data, content);
+  return Buffer.concat([offer, data, end]);
 }

@@ -80,6 +80,14 @@ export interface SendOptions {
    * Default false: such a file is refused ERR_EXISTS.
    */
   update?: boolean;
+  /**
+   * Compress what compresses (ZDATA, brotli per chunk; src/compress.ts), for
+   * slow links; only where the receiver's HELLO says it can decompress.
+   * Default false: on a fast link compressing costs more than it saves.
+   */
+  compress?: boolean;
+  /** Told once when `compress` is asked for and the receiver cannot decompress. */
+  onNotice?: (message: string) => void;
   onEvent?: EventListener;
   /** Aborting stops the transfer; the peer is told, and the reason's code is reported (ERR_SIGINT by default). */
   signal?: AbortSignal;
@@ -126,6 +134,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     // Sending a folder again is the common case; a lost verdict is the other: a retry finds the file there.
     probe: { first: options.skipSame ?? entries.some((e) => e.kind === 'directory'), retries: options.skipSame !== false },
     update: options.update ?? false,
+    compress: { wanted: options.compress ?? false, notice: options.onNotice, told: false },
   };
   const failure = await sendWithRetries(entries, ctx, { retries, firstDelayMs: options.retryDelayMs ?? 1000, waitMs });
   const error = failure?.error;

@@ -9,6 +9,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
+import { CompressedChunks } from '../compress.js';
 import type { SenderConnection } from '../connection.js';
 import { progressReporter } from '../events.js';
 import { digestOf, hashFilePrefix, type HashAlgorithm, type Hasher } from '../hash.js';
@@ -28,10 +29,12 @@ export interface LargeFile {
   entry: FileEntry;
   algorithm: HashAlgorithm;
   ctx: SendContext;
+  /** --compress, and the receiver can decompress. */
+  compress: boolean;
 }
 
 /** Offers the file and, if accepted, streams it and waits for the verdict. */
-export async function sendLarge({ conn, entry, algorithm, ctx }: LargeFile): Promise<FileResult> {
+export async function sendLarge({ conn, entry, algorithm, ctx, compress }: LargeFile): Promise<FileResult> {
   const started = performance.now();
   const offerFrame = encodeOffer({ ...entry, algorithm: algorithm.id, flags: ctx.update ? OfferFlag.Replace : 0 });
   const reply = await offer(conn, offerFrame);
@@ -50,7 +53,7 @@ export async function sendLarge({ conn, entry, algorithm, ctx }: LargeFile): Pro
     const { hasher, from } = await resumePoint({ conn, handle, reply, algorithm, size: entry.size, pool, shown });
     ctx.emit({ event: 'start', side: 'send', name: entry.name, bytes: entry.size, peer: conn.peer, resumedFrom: from > 0 ? from : undefined });
     const progress = progressReporter(ctx.emit, { side: 'send', name: entry.name, bytes: entry.size, peer: conn.peer });
-    await streamFile({ conn, handle, size: entry.size, shown, hasher, from, pool, progress, limiter: ctx.limiter });
+    await streamFile({ conn, handle, size: entry.size, shown, hasher, from, pool, progress, limiter: ctx.limiter, compress });
     const after = await handle.stat();
     // ctime too: a rewrite that puts the mtime back (cp -p, rsync -t, tar) cannot reset it.
     if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || after.ctimeMs !== before.ctimeMs || before.size !== entry.size) {
@@ -103,8 +106,7 @@ async function hashRange({ handle, hasher, length, pool, shown }: { handle: File
   }
 }
 
-/** Streams the file's bytes from `from` as DATA frames, hashing them. */
-async function streamFile(job: {
+interface Streaming {
   conn: SenderConnection;
   handle: FileHandle;
   size: number;
@@ -115,8 +117,25 @@ async function streamFile(job: {
   pool: BufferPool;
   progress: (done: number) => void;
   limiter: RateLimiter | undefined;
-}): Promise<void> {
-  const { conn, handle, size, shown, hasher, from, pool, progress, limiter } = job;
+}
+
+/** Streams the file's bytes from `from` as DATA (or, with `compress`, ZDATA) frames, hashing them. */
+async function streamFile(job: Streaming & { compress: boolean }): Promise<void> {
+  const { conn } = job;
+  const chunks = job.compress ? new CompressedChunks(conn, frameDataInPlace) : null;
+  try {
+    await streamChunks({ ...job, chunks });
+    await chunks?.flush();
+  } catch (err) {
+    chunks?.abandon();
+    throw err;
+  }
+  await conn.drained();
+}
+
+/** The read loop of streamFile(): each chunk hashed, then framed as DATA in place, or handed to `chunks` (--compress). */
+async function streamChunks(job: Streaming & { chunks: CompressedChunks | null }): Promise<void> {
+  const { conn, handle, size, shown, hasher, from, pool, progress, limiter, chunks } = job;
   let sent = from;
   let written = from;
   progress(written);
@@ -140,11 +159,13 @@ async function streamFile(job: {
     }
     hasher.update(buffer.subarray(HEADER_SIZE, HEADER_SIZE + got));
     sent += got;
-    conn.writeThen(frameDataInPlace(buffer, got), () => {
+    const done = (): void => {
+      // Progress counts the file's bytes, compressed or not.
       written += got;
       progress(written);
       pool.release(buffer);
-    });
+    };
+    if (chunks) await chunks.push(buffer, got, done);
+    else conn.writeThen(frameDataInPlace(buffer, got), done);
   }
-  await conn.drained();
 }

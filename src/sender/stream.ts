@@ -1,4 +1,5 @@
 /** Standard input: the size is not known ahead, so a STREAM offer; END settles the size and the digest. Never resumed. */
+import { compressChunk } from '../compress.js';
 import type { SenderConnection } from '../connection.js';
 import { progressReporter } from '../events.js';
 import { digestOf, type HashAlgorithm } from '../hash.js';
@@ -16,9 +17,11 @@ export interface Stream {
   entry: StdinEntry;
   algorithm: HashAlgorithm;
   ctx: SendContext;
+  /** --compress, and the receiver can decompress. */
+  compress: boolean;
 }
 
-export async function sendStream({ conn, entry, algorithm, ctx }: Stream): Promise<FileResult> {
+export async function sendStream({ conn, entry, algorithm, ctx, compress }: Stream): Promise<FileResult> {
   const started = performance.now();
   const offerFrame = encodeOffer({ name: entry.name, size: 0, mtimeMs: Date.now(), mode: 0o644, algorithm: algorithm.id, flags: OfferFlag.Stream | (ctx.update ? OfferFlag.Replace : 0) });
   const reply = await offer(conn, offerFrame);
@@ -38,7 +41,9 @@ export async function sendStream({ conn, entry, algorithm, ctx }: Stream): Promi
       hasher.update(piece);
       sent += piece.length;
       await paceWrite(ctx.limiter, piece.length, conn.failed);
-      await conn.write(encodeFrame(FrameType.Data, piece));
+      // One chunk at a time: standard input is rarely faster than one core compresses.
+      const compressed = compress ? await compressChunk(piece) : null;
+      await conn.write(compressed ? encodeFrame(FrameType.ZData, compressed) : encodeFrame(FrameType.Data, piece));
       progress(sent);
     }
   }
