@@ -13,6 +13,10 @@
  * that does not compress, and a file that mixes both (an archive, a disk
  * image) gets each part right. Independent chunks lose almost nothing:
  * 24.4% per 1 MiB chunk against 24.3% for one deflate stream of 32 MiB.
+ * Over a 100 mbit link (tc tbf, two network namespaces), deciding per file
+ * on the first chunk instead was no faster on 64 MiB of random bytes
+ * (5.92 s either way, 0.08 s less CPU), and a file of 16 MiB random then
+ * 16 MiB text took 2.98 s instead of 1.95 s, all of it sent plain.
  */
 import { promisify } from 'node:util';
 import { brotliCompress, brotliDecompressSync, constants } from 'node:zlib';
@@ -47,7 +51,9 @@ export function shrinksEnough(raw: number, compressed: number): boolean {
  */
 export async function compressChunk(chunk: Buffer): Promise<Buffer | null> {
   if (chunk.length === 0) return null;
-  const compressed = await compressAsync(chunk, OPTIONS);
+  // Output space for the whole chunk at once: with zlib's default 16 KiB steps, 1 MiB of random
+  // bytes took 64 round trips and cost 5x the CPU (197 ms against 38 ms for 64 MiB, measured here).
+  const compressed = await compressAsync(chunk, { ...OPTIONS, chunkSize: Math.max(64, chunk.length + 1024) });
   return shrinksEnough(chunk.length, compressed.length) && compressed.length <= MAX_DATA_BYTES ? compressed : null;
 }
 
