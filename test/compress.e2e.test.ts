@@ -11,7 +11,7 @@
  * Bytes are asserted, never times.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { send } from '../src/index.js';
@@ -19,38 +19,11 @@ import { FrameType } from '../src/protocol/constants.js';
 import { encodeAccept, encodeVerdict } from '../src/protocol/messages.js';
 import { receiver, run } from './support/cli.js';
 import { answerHello, fakeReceiver, type FakeReceiver } from './support/fake-receiver.js';
-import { tempDir, within } from './support/files.js';
+import { sourceText as text, tempDir, textFolder, within } from './support/files.js';
 import { startProxy } from './support/proxy.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-
-/** Source-like text, different in every file: small ones go eagerly, large ones in 1 MiB chunks. */
-function text(bytes: number, seed: number): Buffer {
-  const lines: string[] = [];
-  let size = 0;
-  for (let i = 0; size < bytes; i++) {
-    const line = `export function f${seed}_${i}(x: number): number { return x * ${(i * 7919 + seed) % 10007} + ${i % 13}; } // step ${i}\n`;
-    lines.push(line);
-    size += line.length;
-  }
-  return Buffer.from(lines.join('')).subarray(0, bytes);
-}
-
-async function textFolder(): Promise<{ dir: string; files: Map<string, Buffer>; bytes: number }> {
-  const root = await tempDir('ferry-compress-src-');
-  const dir = join(root, 'docs');
-  await mkdir(join(dir, 'sub'), { recursive: true });
-  const files = new Map<string, Buffer>();
-  const sizes = [...Array.from({ length: 20 }, (_, i) => 2 * KiB + i * 1500), 3 * MiB + 123, 2 * MiB];
-  for (const [i, size] of sizes.entries()) {
-    const name = i % 2 === 0 ? `sub/f${i}.ts` : `f${i}.md`;
-    const content = text(size, i);
-    await writeFile(join(dir, name), content);
-    files.set(name, content);
-  }
-  return { dir, files, bytes: [...files.values()].reduce((sum, c) => sum + c.length, 0) };
-}
 
 /** Sends `paths` through a counting proxy to a fresh receiver; the bytes the sender put on the wire. */
 async function sendCounted(paths: string[], extra: string[]): Promise<{ up: number; dst: string }> {
@@ -69,7 +42,7 @@ async function sendCounted(paths: string[], extra: string[]): Promise<{ up: numb
 
 describe('through a counting proxy', () => {
   test('a folder of text: under 40% of the bytes with --compress, and every file arrives as sent', { timeout: 120_000 }, async () => {
-    const src = await textFolder();
+    const src = await textFolder(20, 2, 2 * MiB);
     const plain = await sendCounted([src.dir], []);
     const compressed = await sendCounted([src.dir], ['--compress']);
     console.log(`text folder of ${src.bytes} bytes: ${plain.up} bytes up plain, ${compressed.up} with --compress (${((100 * compressed.up) / plain.up).toFixed(1)}%)`);

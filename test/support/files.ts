@@ -1,6 +1,6 @@
 /** Temp folders and deterministic file contents for transfer tests. */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
@@ -71,4 +71,32 @@ export async function visible(dir: string): Promise<string[]> {
 /** ferry's hidden partial files (kept for a resume) in a folder. */
 export async function partials(dir: string): Promise<string[]> {
   return (await listing(dir)).filter((n) => PARTIAL.test(n));
+}
+
+/** Source-like text, different for every seed: compresses about as a folder of code does (to a fifth or so), unlike a run of one byte. */
+export function sourceText(bytes: number, seed: number): Buffer {
+  const lines: string[] = [];
+  let size = 0;
+  for (let i = 0; size < bytes; i++) {
+    const line = `export function f${seed}_${i}(x: number): number { return x * ${(i * 7919 + seed) % 10007} + ${i % 13}; } // step ${i}\n`;
+    lines.push(line);
+    size += line.length;
+  }
+  return Buffer.from(lines.join('')).subarray(0, bytes);
+}
+
+/** A folder `docs` of source-like text under a new temp dir: `small` files under 64 KiB (sent eagerly) and `large` ones of `largeBytes`. */
+export async function textFolder(small: number, large: number, largeBytes: number): Promise<{ dir: string; files: Map<string, Buffer>; bytes: number }> {
+  const root = await tempDir('ferry-text-');
+  const dir = join(root, 'docs');
+  await mkdir(join(dir, 'sub'), { recursive: true });
+  const files = new Map<string, Buffer>();
+  const sizes = [...Array.from({ length: small }, (_, i) => 2 * 1024 + i * 1500), ...Array.from({ length: large }, (_, i) => largeBytes + i * 123)];
+  for (const [i, size] of sizes.entries()) {
+    const name = i % 2 === 0 ? `sub/f${i}.ts` : `f${i}.md`;
+    const content = sourceText(size, i);
+    await writeFile(join(dir, name), content);
+    files.set(name, content);
+  }
+  return { dir, files, bytes: [...files.values()].reduce((sum, c) => sum + c.length, 0) };
 }
