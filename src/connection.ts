@@ -104,6 +104,7 @@ export class Connection<T extends StateTable = StateTable> {
       onFrame: (frame) => this.onFrame(frame),
       onData: (piece) => this.onData(piece),
       onCompressed: (payload) => this.onCompressed(payload),
+      compressedAllowed: () => this.dataHandler !== null && this.acceptsCompressed,
     });
     this.deadlines = new Deadlines(timeoutMs, this.peer, {
       expire: (err) => {

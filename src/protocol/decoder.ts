@@ -33,6 +33,12 @@ export interface DecoderHandlers {
    * Absent: ZDATA is ERR_UNEXPECTED_FRAME.
    */
   onCompressed?(payload: Buffer): void;
+  /**
+   * Asked when a ZDATA header is whole, before a byte of its payload is
+   * held: false makes it ERR_UNEXPECTED_FRAME at once, so a frame that may
+   * not come now (before the handshake, outside a file) costs no memory.
+   */
+  compressedAllowed?(): boolean;
 }
 
 const enum State {
@@ -215,8 +221,7 @@ export class FrameDecoder {
           this.payload = null;
           this.payloadFilled = 0;
           if (this.type !== FrameType.ZData) this.handlers.onFrame(parseControl(this.type, payload));
-          else if (this.handlers.onCompressed) this.handlers.onCompressed(payload);
-          else this.fail('ERR_UNEXPECTED_FRAME', 'unexpected ZDATA frame');
+          else this.handlers.onCompressed!(payload);
         }
         return;
       }
@@ -259,6 +264,9 @@ export class FrameDecoder {
       }
       if (this.length > max) {
         this.fail('ERR_FRAME_TOO_LARGE', `${this.frameName()} frame of ${this.length} bytes, at most ${max} allowed`);
+      }
+      if (this.type === FrameType.ZData && !(this.handlers.onCompressed && (this.handlers.compressedAllowed?.() ?? true))) {
+        this.fail('ERR_UNEXPECTED_FRAME', 'unexpected ZDATA frame (outside a file, or compression not offered in HELLO)');
       }
       this.remaining = this.length;
       this.state = this.length === 0 ? State.Trailer : this.type === FrameType.Data ? State.Data : State.Payload;

@@ -90,9 +90,18 @@ describe('the decoder', () => {
     }
   });
 
-  test('a decoder without onCompressed takes ZDATA as ERR_UNEXPECTED_FRAME', () => {
-    const decoder = new FrameDecoder({ onFrame: () => {}, onData: () => {} });
-    expect(codeOf(() => decoder.push(encodeFrame(FrameType.ZData, Buffer.from([1]))))).toBe('ERR_UNEXPECTED_FRAME');
+  test('ZDATA that may not come now is ERR_UNEXPECTED_FRAME on its header alone, before a payload byte is held', () => {
+    // The secure handshake's decoder has no onCompressed; a connection says no outside a file or without the HELLO bit.
+    const header = encodeFrame(FrameType.ZData, Buffer.alloc(MAX_DATA_BYTES)).subarray(0, HEADER_SIZE);
+    const bare = new FrameDecoder({ onFrame: () => {}, onData: () => {} });
+    expect(codeOf(() => bare.push(header))).toBe('ERR_UNEXPECTED_FRAME');
+    let asked = 0;
+    const refusing = new FrameDecoder({ onFrame: () => {}, onData: () => {}, onCompressed: () => {}, compressedAllowed: () => (asked++, false) });
+    expect(codeOf(() => refusing.push(header))).toBe('ERR_UNEXPECTED_FRAME');
+    expect(asked).toBe(1);
+    const willing = new FrameDecoder({ onFrame: () => {}, onData: () => {}, onCompressed: () => {}, compressedAllowed: () => true });
+    willing.push(header);
+    expect(Math.abs(willing.buffered)).toBe(0);
   });
 });
 
