@@ -11,7 +11,7 @@
  * Bytes are asserted, never times.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { send } from '../src/index.js';
@@ -19,7 +19,7 @@ import { FrameType } from '../src/protocol/constants.js';
 import { encodeAccept, encodeVerdict } from '../src/protocol/messages.js';
 import { receiver, run } from './support/cli.js';
 import { answerHello, fakeReceiver, type FakeReceiver } from './support/fake-receiver.js';
-import { sourceText as text, tempDir, textFolder, within } from './support/files.js';
+import { listing, sourceText as text, tempDir, textFolder, within } from './support/files.js';
 import { startProxy } from './support/proxy.js';
 
 const KiB = 1024;
@@ -63,6 +63,43 @@ describe('through a counting proxy', () => {
     console.log(`random file of ${content.length} bytes: ${plain.up} bytes up plain, ${compressed.up} with --compress`);
     expect(Math.abs(compressed.up - plain.up)).toBeLessThan(plain.up / 100);
     expect((await readFile(join(compressed.dst, 'noise.bin'))).equals(content)).toBe(true);
+  });
+});
+
+describe('resume', () => {
+  test('a compressed transfer cut short keeps a partial counted in file bytes (more than crossed the wire), and the next send resumes from it', { timeout: 60_000 }, async () => {
+    const src = await tempDir('ferry-compress-src-');
+    const dst = await tempDir('ferry-compress-dst-');
+    const content = text(8 * MiB, 7);
+    const path = join(src, 'log.txt');
+    await writeFile(path, content);
+    const cutAfter = 300 * KiB;
+    const rx = await receiver(dst, ['--once']);
+    const proxy = await startProxy({ host: '127.0.0.1', port: rx.port }, { cutAfter });
+    try {
+      const tx = await run(['send', path, '--to', `127.0.0.1:${proxy.port}`, '--json', '--compress', '--retries', '0'], 30_000);
+      expect(tx.code, tx.stderr).toBe(1);
+      expect(await rx.exit(10_000)).toBe(1);
+    } finally {
+      await proxy.close();
+    }
+    const [partial] = await listing(dst);
+    expect(partial).toMatch(/^\.ferry-[0-9a-f]{32}\.part$/);
+    const held = (await stat(join(dst, partial!))).size;
+    // Offsets count decoded bytes: the partial holds more of the file than the proxy let through.
+    expect(held).toBeGreaterThan(cutAfter);
+    expect(held).toBeLessThan(content.length);
+
+    const again = await receiver(dst, ['--once']);
+    const tx = await run(['send', path, '--to', `127.0.0.1:${again.port}`, '--json', '--compress'], 30_000);
+    expect(tx.code, tx.stderr).toBe(0);
+    expect(await again.exit(10_000)).toBe(0);
+    const sent = tx.events.find((e) => e.event === 'sent')!;
+    expect(sent.resumedFrom as number).toBeGreaterThan(0);
+    expect(sent.resumedFrom as number).toBeLessThanOrEqual(held);
+    expect(sent).toMatchObject({ bytes: content.length, transferred: content.length - (sent.resumedFrom as number) });
+    expect(await listing(dst)).toEqual(['log.txt']);
+    expect((await readFile(join(dst, 'log.txt'))).equals(content)).toBe(true);
   });
 });
 
