@@ -9,29 +9,14 @@
  * connection: every pending and later wait rejects with that error.
  */
 import type { Socket } from 'node:net';
-import { decompressChunk } from './compress.js';
+import { ContentRoute, type DataBound, type DataHandler } from './content-route.js';
 import { Deadlines } from './deadlines.js';
 import { FRAME_NAMES, FrameType } from './protocol/constants.js';
 import { FrameDecoder } from './protocol/decoder.js';
-import { FerryError, toFerryError, type ErrorCode } from './protocol/errors.js';
+import { FerryError, toFerryError } from './protocol/errors.js';
 import { peerText } from './printable.js';
 import { encodeAbort, type ControlFrame } from './protocol/messages.js';
 import { allowedIn, SENDER_STATES, type FrameIn, type RECEIVER_STATES, type StateTable } from './protocol/states.js';
-
-/** Takes file content in order: DATA as it arrives, a ZDATA frame decoded whole. */
-export type DataHandler = (piece: Buffer) => void;
-
-/**
- * What the content being received may still grow by, for decoding ZDATA
- * within a bound: `room()` bytes at most, or `tooMuch` (ERR_SIZE_MISMATCH
- * for a file of known size, ERR_TOO_LARGE for a stream over --max-size).
- */
-export interface DataBound {
-  room(): number;
-  tooMuch: ErrorCode;
-}
-
-const UNBOUNDED: DataBound = { room: () => Number.MAX_SAFE_INTEGER, tooMuch: 'ERR_TOO_LARGE' };
 
 /** Why input is paused; reading resumes when no reason is left. 'rate': the receiver's --limit-rate (src/rate-limit.ts). */
 type PauseReason = 'frame' | 'sink' | 'rate';
@@ -62,13 +47,8 @@ export class Connection<T extends StateTable = StateTable> {
   private readonly pauses = new Set<PauseReason>();
   private drainWaiters: Array<{ resolve(): void; reject(err: FerryError): void }> = [];
   private failure: FerryError | null = null;
-  private dataHandler: DataHandler | null = null;
-  private dataBound: DataBound = UNBOUNDED;
-  /**
-   * This side's HELLO set Feature.Compressed (the receiver): ZDATA is
-   * welcome where DATA is. Otherwise a ZDATA frame is ERR_UNEXPECTED_FRAME.
-   */
-  acceptsCompressed = false;
+  /** Where file content goes (content-route.ts); `content.acceptsCompressed` once this side offered ZDATA. */
+  readonly content = new ContentRoute();
   /** Set while this side, not the peer, is what everyone waits for (disk, hashing). */
   private localWork = 0;
   /** The peer sent FIN; acted on once the decoder has delivered what it holds. */
@@ -102,9 +82,9 @@ export class Connection<T extends StateTable = StateTable> {
     this.peer = formatPeer(socket.remoteAddress, socket.remotePort);
     this.decoder = new FrameDecoder({
       onFrame: (frame) => this.onFrame(frame),
-      onData: (piece) => this.onData(piece),
-      onCompressed: (payload) => this.onCompressed(payload),
-      compressedAllowed: () => this.dataHandler !== null && this.acceptsCompressed,
+      onData: (piece) => this.content.data(piece),
+      onCompressed: (payload) => this.content.compressed(payload),
+      compressedAllowed: () => this.content.takesCompressed,
     });
     this.deadlines = new Deadlines(timeoutMs, this.peer, {
       expire: (err) => {
@@ -260,9 +240,8 @@ export class Connection<T extends StateTable = StateTable> {
   }
 
   /** Where DATA payloads go; null makes any DATA or ZDATA frame a protocol error. */
-  setDataHandler(handler: DataHandler | null, bound: DataBound = UNBOUNDED): void {
-    this.dataHandler = handler;
-    this.dataBound = bound;
+  setDataHandler(handler: DataHandler | null, bound?: DataBound): void {
+    this.content.set(handler, bound);
   }
 
   /**
@@ -373,20 +352,6 @@ export class Connection<T extends StateTable = StateTable> {
     } else {
       this.pending = frame;
     }
-  }
-
-  private onData(piece: Buffer): void {
-    if (!this.dataHandler) {
-      throw new FerryError('ERR_UNEXPECTED_FRAME', 'DATA frame outside a transfer');
-    }
-    this.dataHandler(piece);
-  }
-
-  /** ZDATA: allowed where DATA is, once this side's HELLO offered it; checked before decoding, which needs the bound. */
-  private onCompressed(payload: Buffer): void {
-    if (!this.dataHandler) throw new FerryError('ERR_UNEXPECTED_FRAME', 'ZDATA frame outside a transfer');
-    if (!this.acceptsCompressed) throw new FerryError('ERR_UNEXPECTED_FRAME', 'ZDATA frame, but this side did not offer compression in its HELLO');
-    this.dataHandler(decompressChunk(payload, this.dataBound.room(), this.dataBound.tooMuch));
   }
 
   /**

@@ -61,7 +61,7 @@ export async function runSession(conn: ReceiverConnection, ctx: SessionContext):
     }
     ctx.onHandshake();
     // Every ferry receiver takes ZDATA: a sender compresses only where it sees this bit (send --compress).
-    conn.acceptsCompressed = true;
+    conn.content.acceptsCompressed = true;
     await conn.write(encodeHello(SUPPORTED_ALGORITHMS.map((a) => a.id), Feature.Compressed));
     for (;;) {
       await replies.room();

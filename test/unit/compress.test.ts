@@ -114,7 +114,7 @@ describe('ZDATA on a receiving connection', () => {
     const [mine, theirs] = duplexPair(split === undefined ? {} : { split: cutAt(split) });
     const conn = new Connection(asSocket(mine), 10_000, RECEIVER_STATES);
     open.push(conn);
-    conn.acceptsCompressed = acceptsCompressed;
+    conn.content.acceptsCompressed = acceptsCompressed;
     const data: Buffer[] = [];
     let received = 0;
     conn.setDataHandler(
