@@ -55,9 +55,10 @@ export async function receiveAccepted(conn: ReceiverConnection, offer: OfferFram
   naming(checked.name);
   const heartbeat = { stop: (): void => {} };
   try {
-    const received = await receiveBytes(conn, offer, ctx, checked, file, heartbeat);
+    const transfer: Transfer = { conn, offer, ctx, checked, file };
+    const received = await receiveBytes(transfer, heartbeat);
     heartbeat.stop();
-    return await settle(conn, offer, ctx, checked, file, received, naming);
+    return await settle(transfer, received, naming);
   } catch (err) {
     await file.finish(RESUMABLE.has(toFerryError(err).code) ? 'keep' : 'discard');
     throw err;
@@ -113,15 +114,27 @@ async function openUnclaimed(conn: ReceiverConnection, offer: OfferFrame, ctx: S
   }
 }
 
+/** One accepted offer on its way: the connection, the offer as checked, and the file its bytes go to. */
+interface Transfer {
+  conn: ReceiverConnection;
+  offer: OfferFrame;
+  ctx: SessionContext;
+  checked: Checked;
+  file: IncomingFile;
+}
+
+/** What arrived by END: the bytes held (from `offset` on, this run), their hasher, END's digests. */
+interface Arrived {
+  received: number;
+  hasher: Hasher;
+  end: Buffer;
+  offset: number;
+  started: number;
+}
+
 /** ACCEPT, maybe RESUME, then DATA until END; returns the bytes held and their hasher. */
-async function receiveBytes(
-  conn: ReceiverConnection,
-  offer: OfferFrame,
-  ctx: SessionContext,
-  checked: Checked,
-  file: IncomingFile,
-  heartbeat: { stop: () => void },
-): Promise<{ received: number; hasher: Hasher; end: Buffer; offset: number; started: number }> {
+async function receiveBytes(transfer: Transfer, heartbeat: { stop: () => void }): Promise<Arrived> {
+  const { conn, offer, ctx, checked, file } = transfer;
   const stream = (offer.flags & OfferFlag.Stream) !== 0;
   const started = performance.now();
   let hasher: Hasher = batchedHasher(checked.algorithm.create());
@@ -171,15 +184,8 @@ async function receiveBytes(
 }
 
 /** END arrived: verify, name or delete, and answer VERDICT. */
-async function settle(
-  conn: ReceiverConnection,
-  offer: OfferFrame,
-  ctx: SessionContext,
-  checked: Checked,
-  file: IncomingFile,
-  got: { received: number; hasher: Hasher; end: Buffer; offset: number; started: number },
-  naming: (name: string | undefined) => void,
-): Promise<Settled> {
+async function settle(transfer: Transfer, got: Arrived, naming: (name: string | undefined) => void): Promise<Settled> {
+  const { conn, offer, ctx, checked, file } = transfer;
   const r = { emit: ctx.emit, peer: conn.peer };
   const stream = (offer.flags & OfferFlag.Stream) !== 0;
   const digest = got.hasher.digest();

@@ -24,7 +24,7 @@ const YIELD_EVERY = 256;
 /** The folder digest of `parts` below --dir, or undefined when not held (or not to be told). */
 export async function heldFolderDigest(tree: TargetTree, parts: readonly string[], algorithm: HashAlgorithm): Promise<Buffer | undefined> {
   // The parent of a made-up child: every component of `parts` is then checked as a folder on the way.
-  const folder = tree.existingParentOf([...parts, '-']);
+  const folder = tree.existingFolder(parts);
   if (!folder) return undefined;
   const sum = new FolderDigest();
   try {

@@ -152,13 +152,17 @@ export class TargetTree {
    * look into. Undefined otherwise. The caller closes it.
    */
   existingParentOf(parts: readonly string[]): Folder | undefined {
-    const folders = parts.slice(0, -1);
+    return this.existingFolder(parts.slice(0, -1));
+  }
+
+  /** The existing folder `parts` itself, opened as enter() would but making nothing; undefined when missing or not to be entered. */
+  existingFolder(parts: readonly string[]): Folder | undefined {
     let relative = '';
-    for (const part of folders) {
+    for (const part of parts) {
       relative = relative === '' ? part : `${relative}/${part}`;
       if (!this.mayEnter(part, relative)) return undefined;
     }
-    return openExisting(this.target, folders);
+    return openExisting(this.target, parts);
   }
 
   /** Whether enter() would go into the existing folder `part` at `relative`: not a hidden one that was there before, without allowHidden. */
