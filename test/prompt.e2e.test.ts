@@ -3,56 +3,18 @@
  * pseudo-terminal (util-linux `script`), against a real receiver on loopback.
  * The test types into the terminal once the prompt shows.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, describe, expect, test } from 'vitest';
-import { CLI, TEST_CODE, receiver } from './support/cli.js';
-import { fingerprint, listing, tempDir, within, writeSample } from './support/files.js';
+import { describe, expect, test } from 'vitest';
+import { TEST_CODE, receiver } from './support/cli.js';
+import { fingerprint, listing, tempDir, writeSample } from './support/files.js';
+import { onTerminal as onPty } from './support/pty.js';
 
-const children = new Set<ChildProcess>();
-afterEach(() => {
-  for (const child of children) child.kill('SIGKILL');
-  children.clear();
-});
-
-const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
-
-/** `ferry ARGS` with its stdin, stdout and stderr on a fresh pseudo-terminal; FERRY_CODE unset. */
-function onTerminal(args: string[]): { screen(): string; type(text: string): void; shows(text: string): Promise<void>; exit(): Promise<number> } {
-  const command = [process.execPath, CLI, ...args].map(quote).join(' ');
+/** `ferry ARGS` on a fresh pseudo-terminal, FERRY_CODE unset. */
+function onTerminal(args: string[]): ReturnType<typeof onPty> {
   const env = { ...process.env };
   delete env.FERRY_CODE;
-  const child = spawn('script', ['-qec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env });
-  children.add(child);
-  let output = '';
-  const watchers = new Set<() => void>();
-  const collect = (chunk: Buffer): void => {
-    output += chunk.toString('utf8');
-    for (const w of [...watchers]) w();
-  };
-  child.stdout.on('data', collect);
-  child.stderr.on('data', collect);
-  const exited = new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? 128 + (signal === 'SIGKILL' ? 9 : 15))));
-  return {
-    screen: () => output,
-    type: (text) => void child.stdin.write(text),
-    shows: (text) =>
-      within(
-        new Promise<void>((resolve) => {
-          const check = (): void => {
-            if (!output.includes(text)) return;
-            watchers.delete(check);
-            resolve();
-          };
-          watchers.add(check);
-          check();
-        }),
-        10_000,
-        `${JSON.stringify(text)} on the terminal`,
-      ),
-    exit: () => within(exited, 15_000, 'ferry send to exit'),
-  };
+  return onPty(args, { env });
 }
 
 describe('the code prompt', () => {
