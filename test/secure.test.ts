@@ -294,6 +294,7 @@ describe('codes', () => {
     ['7-orbit-velvet-cactus', '7-orbit-velvet-cactus'],
     ['  7 Orbit_velvet--CACTUS\n', '7-orbit-velvet-cactus'],
     ['999_zebra_zipper_acorn', '999-zebra-zipper-acorn'],
+    ['4821-zebra-zipper-acorn', '4821-zebra-zipper-acorn'],
     ['12 - apple -  banana\tcherry', '12-apple-banana-cherry'],
   ])('normalizes %j', (input, expected) => {
     expect(normalizeCode(input)).toBe(expected);
@@ -304,7 +305,7 @@ describe('codes', () => {
     '7',
     '0-orbit-velvet-cactus',
     '07-orbit-velvet-cactus',
-    '1000-orbit-velvet-cactus',
+    '10000-orbit-velvet-cactus',
     '-7-orbit-velvet-cactus',
     '7-orbit-velvet-cactus-',
     '7-orbit-velvet',

@@ -9,8 +9,14 @@ import { printable } from '../printable.js';
 import { FerryError } from '../protocol/errors.js';
 import { WORDS } from './words.js';
 
-/** The number is 1..999: short to say, and never "0" or "007" (one spelling per code). */
+/** A fresh code's number is 1..999: short to say, and never "0" or "007" (one spelling per code). */
 export const CODE_MAX_NUMBER = 999;
+/**
+ * A code may begin with a number up to 9999: a relay hands out nameplates
+ * beyond 999 when that many rooms wait at once (relay/wire.ts). Through a
+ * relay the number is public, so its range adds nothing to a code's strength.
+ */
+export const CODE_LARGEST_NUMBER = 9999;
 /** Words after the number. */
 export const CODE_WORDS = 3;
 
@@ -18,7 +24,7 @@ export const CODE_WORDS = 3;
 export const CODE_ENTROPY_BITS = Math.log2(CODE_MAX_NUMBER) + CODE_WORDS * Math.log2(WORDS.length);
 
 const WORD_SET: ReadonlySet<string> = new Set(WORDS);
-const NUMBER = /^[1-9][0-9]{0,2}$/;
+const NUMBER = /^[1-9][0-9]{0,3}$/;
 /** Runs of spaces, underscores and dashes all read as one separator. */
 const SEPARATORS = /[\s_-]+/g;
 
@@ -32,7 +38,7 @@ export function generateCode(): string {
 /**
  * The canonical spelling of a code as a person typed it: trimmed, lowercased,
  * separators collapsed to single dashes ("7 Orbit_velvet--cactus" becomes
- * "7-orbit-velvet-cactus"). Throws ERR_USAGE unless it is a number 1..999
+ * "7-orbit-velvet-cactus"). Throws ERR_USAGE unless it is a number 1..9999
  * without leading zeros followed by three list words.
  */
 export function normalizeCode(input: string): string {
@@ -79,11 +85,11 @@ function codeProblem(code: string): string | null {
 function numberProblem(part: string): string | null {
   if (NUMBER.test(part)) return null;
   const shown = printable(part);
-  if (!/^[0-9]+$/.test(part)) return `the code must begin with its number (1 to 999), not "${shown}"`;
+  if (!/^[0-9]+$/.test(part)) return `the code must begin with its number (1 to ${CODE_LARGEST_NUMBER}), not "${shown}"`;
   const value = Number(part);
   // One spelling per code: "07" is not "7", or two spellings would be two passwords.
-  if (part.startsWith('0') && value >= 1 && value <= CODE_MAX_NUMBER) return `the code's number is written without a leading zero: ${value}, not ${part}`;
-  return `the code's number is 1 to ${CODE_MAX_NUMBER}, not ${shown}`;
+  if (part.startsWith('0') && value >= 1 && value <= CODE_LARGEST_NUMBER) return `the code's number is written without a leading zero: ${value}, not ${part}`;
+  return `the code's number is 1 to ${CODE_LARGEST_NUMBER}, not ${shown}`;
 }
 
 function wordProblem(word: string, ordinal: string): string {
