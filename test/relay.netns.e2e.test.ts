@@ -232,13 +232,12 @@ describe('ferry through a relay on loopback (no namespace)', () => {
 
       // Receiver first, then sender first, both through the recorder.
       const dstA = await tempDir('ferry-relay-dst-');
-      const rx = await localReceiverFirst(via, dstA);
+      const rx = await withCode(localFerry(['receive', '--relay', via, '--dir', dstA, '--once', '--json']), via, 15_000);
       const tx = localFerry(['send', join(src, names[0]!), '--relay', via, '--code', rx.code, '--json']);
       await expectExits([tx, rx], [ExitCode.Ok, ExitCode.Ok], 30_000);
       const dstB = await tempDir('ferry-relay-dst-');
-      const waiting = localFerry(['send', join(src, names[1]!), '--relay', via, '--json']);
-      const code = (await waiting.waitFor((e) => e.event === 'listening')).code as string;
-      expect(code).toMatch(CODE);
+      const waiting = await withCode(localFerry(['send', join(src, names[1]!), '--relay', via, '--json']), via, 15_000);
+      const code = waiting.code;
       const fetch = localFerry(['receive', '--relay', via, '--code', code, '--dir', dstB, '--json']);
       await expectExits([waiting, fetch], [ExitCode.Ok, ExitCode.Ok], 30_000);
       expect((await readFile(join(dstA, names[0]!))).equals(contents[0]!)).toBe(true);
@@ -326,7 +325,7 @@ async function startRelay(on: Star, port = 0): Promise<Relay> {
   return { proc, port: listening.port as number, address: `${on.relay.addr}:${listening.port as number}` };
 }
 
-type Coded = NsProcess & { code: string };
+type Coded<P extends JsonProcess = NsProcess> = P & { code: string };
 
 /** `ferry receive --relay ADDRESS --dir DIR --json` on `host`; resolves with the code it printed. */
 async function receiverFirst(on: Star, host: string, address: string, dir: string, extra: string[], ms = 15_000): Promise<Coded> {
@@ -338,7 +337,8 @@ async function senderFirst(on: Star, host: string, address: string, paths: strin
   return withCode(on.ferry(host, ['send', ...paths, '--relay', address, '--json']), address, 15_000);
 }
 
-async function withCode(proc: NsProcess, address: string, ms: number): Promise<Coded> {
+/** Waits for the `listening` event of a relay client: it names the relay as given and carries a code. */
+async function withCode<P extends JsonProcess>(proc: P, address: string, ms: number): Promise<Coded<P>> {
   const listening = await proc.waitFor((e) => e.event === 'listening', ms);
   expect(listening.relay).toBe(address);
   expect(listening.code).toMatch(CODE);
@@ -386,13 +386,6 @@ async function localRelay(): Promise<{ proc: JsonProcess; port: number }> {
   return { proc, port: listening.port as number };
 }
 
-async function localReceiverFirst(address: string, dir: string): Promise<JsonProcess & { code: string }> {
-  const proc = localFerry(['receive', '--relay', address, '--dir', dir, '--once', '--json']);
-  const listening = await proc.waitFor((e) => e.event === 'listening', 15_000);
-  expect(listening.relay).toBe(address);
-  expect(listening.code).toMatch(CODE);
-  return Object.assign(proc, { code: listening.code as string });
-}
 
 function dial(port: number): Promise<Socket> {
   return within(
