@@ -166,26 +166,35 @@ describe.skipIf(!canUseNetns)(title, () => {
     await expectPairedAB(relay);
   }, 90_000);
 
-  test('a wrong code through the relay, receiver first and sender first: both sides exit with the wrong-code exit code, nothing is written', async () => {
+  test('a wrong code through the relay, sender first: the waiting sender and the fetching receiver both exit with the wrong-code exit code, nothing is written', async () => {
     const relay = await startRelay(star);
     const src = await tempDir('ferry-relay-src-');
     await writeTree(src, [['secret.bin', 256 * KiB, 0o644]]);
-    const file = join(src, 'secret.bin');
-
-    const dstA = await tempDir('ferry-relay-dst-');
-    const rx = await receiverFirst(star, 'a', relay.address, dstA, ['--once']);
-    const tx = star.ferry('b', ['send', file, '--relay', relay.address, '--code', wrongWords(rx.code), '--json']);
-
-    const dstB = await tempDir('ferry-relay-dst-');
-    const waiting = await senderFirst(star, 'a', relay.address, [file]);
-    const fetch = star.ferry('b', ['receive', '--relay', relay.address, '--code', wrongWords(waiting.code), '--dir', dstB, '--json']);
-
-    await expectExits([tx, rx, waiting, fetch], [ExitCode.Refused, ExitCode.Refused, ExitCode.Refused, ExitCode.Refused], 30_000);
-    for (const proc of [tx, rx, waiting, fetch]) expect(proc.events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_BAD_CODE', exitCode: ExitCode.Refused }));
+    const dst = await tempDir('ferry-relay-dst-');
+    const waiting = await senderFirst(star, 'a', relay.address, [join(src, 'secret.bin')]);
+    const fetch = star.ferry('b', ['receive', '--relay', relay.address, '--code', wrongWords(waiting.code), '--dir', dst, '--json']);
+    await expectExits([waiting, fetch], [ExitCode.Refused, ExitCode.Refused], 30_000);
+    for (const proc of [waiting, fetch]) expect(proc.events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_BAD_CODE', exitCode: ExitCode.Refused }));
     // No file, and no partial either: nothing moves before the code is proven.
-    expect(await listing(dstA)).toEqual([]);
-    expect(await listing(dstB)).toEqual([]);
+    expect(await listing(dst)).toEqual([]);
   }, 45_000);
+
+  test('a wrong code through the relay, receiver first (--once): the sender exits with the wrong-code exit code, the receiver reports it, writes nothing and waits on; the right code then delivers', async () => {
+    const relay = await startRelay(star);
+    const src = await tempDir('ferry-relay-src-');
+    const expected = await writeTree(src, [['secret.bin', 256 * KiB, 0o644]]);
+    const dst = await tempDir('ferry-relay-dst-');
+    const rx = await receiverFirst(star, 'a', relay.address, dst, ['--once']);
+    const wrong = star.ferry('b', ['send', join(src, 'secret.bin'), '--relay', relay.address, '--code', wrongWords(rx.code), '--json']);
+    await expectExits([wrong], [ExitCode.Refused], 30_000);
+    expect(wrong.events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_BAD_CODE', exitCode: ExitCode.Refused }));
+    await rx.waitFor((e) => e.event === 'error' && e.code === 'ERR_BAD_CODE' && e.exitCode === ExitCode.Refused, 10_000);
+    expect(await listing(dst)).toEqual([]);
+    // As a receiver that listens: a wrong code is not the session --once waits for (README, "The code").
+    const right = star.ferry('b', ['send', join(src, 'secret.bin'), '--relay', relay.address, '--code', rx.code, '--json']);
+    await expectExits([right, rx], [ExitCode.Ok, ExitCode.Ok], 30_000);
+    expect(await snapshot(dst)).toEqual(expected);
+  }, 60_000);
 
   test('junk and idle connections from a third host (300 idle, random bytes, bad lines, trickles, idle nameplates) while a real pair transfers: the pair succeeds, verified', async () => {
     const relay = await startRelay(star);
