@@ -196,9 +196,9 @@ describe.skipIf(!canUseNetns)(title, () => {
     expect(await snapshot(dst)).toEqual(expected);
   }, 60_000);
 
-  test('junk and idle connections from a third host (300 idle, random bytes, bad lines, trickles, idle nameplates) while a real pair transfers: the pair succeeds, verified', async () => {
+  test('junk and idle connections from a third host (300 idle, random bytes, bad lines, trickles, idle nameplates, a churn of new connections) while a real pair transfers: the pair succeeds, verified', async () => {
     const relay = await startRelay(star);
-    const junk = star.spawn('j', [process.execPath, JUNK, '--target', relay.address, '--idle', '300', '--random', '20', '--lines', '27', '--trickle', '20', '--allocate', '30', '--lifetime', '60']);
+    const junk = star.spawn('j', [process.execPath, JUNK, '--target', relay.address, '--idle', '300', '--random', '20', '--lines', '27', '--trickle', '20', '--allocate', '30', '--churn', '8', '--lifetime', '60']);
     const ready = await junk.waitFor((e) => e.event === 'ready', 20_000);
     const connected = ready.connected as Record<string, number>;
     // The junk reached the relay: every kind got at least one connection through.
@@ -216,6 +216,7 @@ describe.skipIf(!canUseNetns)(title, () => {
     await expectPairedAB(relay);
     junk.child.kill('SIGTERM');
     const summary = await junk.waitFor((e) => e.event === 'summary', 10_000);
+    expect(summary.churned, 'the churn loops made connections').toBeGreaterThan(0);
     // The relay refused junk, and only junk: every refusal it logged is J's.
     const refused = relay.proc.events.filter((e) => e.event === 'refused');
     expect(refused.length).toBeGreaterThan(0);

@@ -4,7 +4,7 @@
  * network namespace while a real pair transfers through the same relay.
  *
  *   node junk.mjs --target HOST:PORT [--idle N] [--random N] [--lines N]
- *                 [--trickle N] [--allocate N] [--lifetime S]
+ *                 [--trickle N] [--allocate N] [--churn N] [--lifetime S]
  *
  * Opens, all at once:
  *   idle      connections that never send a byte;
@@ -14,13 +14,16 @@
  *             line without a newline, NUL bytes);
  *   trickle   connections that send a well-formed pairing line for a random
  *             room one byte every 200 ms;
- *   allocate  connections that ask for a nameplate and then wait in it.
+ *   allocate  connections that ask for a nameplate and then wait in it;
+ *   churn     loops that each send random bytes on a fresh connection, wait
+ *             until the relay closes it, and start again, until the end.
  * Every connection is kept open until the relay closes it.
  *
  * Prints {"event":"ready","connected":{KIND:N},"failed":{KIND:N}} once every
  * connection has connected or failed, and on SIGTERM (or after LIFETIME
  * seconds, default 60) {"event":"summary","connected":...,"closedByRelay":{KIND:N},
- * "bytesFromRelay":N} before exiting 0.
+ * "churned":N,"bytesFromRelay":N} before exiting 0 (churn connections count
+ * only in "churned", the connections the loops made).
  */
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
@@ -29,6 +32,9 @@ const KINDS = ['idle', 'random', 'lines', 'trickle', 'allocate'];
 const counts = Object.fromEntries(KINDS.map((k) => [k, 0]));
 let target;
 let lifetime = 60;
+let churn = 0;
+let churned = 0;
+let stopping = false;
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i += 2) {
   const key = args[i].replace(/^--/, '');
@@ -38,6 +44,7 @@ for (let i = 0; i < args.length; i += 2) {
     const colon = value.lastIndexOf(':');
     target = { host: value.slice(0, colon), port: Number(value.slice(colon + 1)) };
   } else if (key === 'lifetime') lifetime = Number(value);
+  else if (key === 'churn') churn = Number(value);
   else if (KINDS.includes(key)) counts[key] = Number(value);
   else throw new Error(`unknown option --${key}`);
 }
@@ -108,9 +115,33 @@ function open(kind, index) {
   });
 }
 
+/** One churn loop: a connection, 4 KiB of random bytes, and the next connection once the relay has closed this one. */
+function churnLoop() {
+  if (stopping) return;
+  const socket = connect(target);
+  sockets.add(socket);
+  socket.on('connect', () => {
+    churned++;
+    socket.write(randomBytes(4096));
+  });
+  socket.on('data', (chunk) => (bytesFromRelay += chunk.length));
+  socket.on('error', () => undefined);
+  socket.on('close', () => {
+    sockets.delete(socket);
+    // Through a timer, not at once: a relay that refuses in a microsecond must not turn this into a busy loop.
+    if (stopping) return;
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      churnLoop();
+    }, 20);
+    timers.add(timer);
+  });
+}
+
 function finish() {
+  stopping = true;
   for (const timer of timers) clearInterval(timer);
-  print({ event: 'summary', connected, failed, closedByRelay, bytesFromRelay, stillOpen: sockets.size });
+  print({ event: 'summary', connected, failed, closedByRelay, churned, bytesFromRelay, stillOpen: sockets.size });
   for (const socket of sockets) socket.destroy();
   process.exit(0);
 }
@@ -119,3 +150,4 @@ process.on('SIGTERM', finish);
 setTimeout(finish, lifetime * 1000);
 if (pending === 0) print({ event: 'ready', connected, failed });
 for (const kind of KINDS) for (let i = 0; i < counts[kind]; i++) open(kind, i);
+for (let i = 0; i < churn; i++) churnLoop();
