@@ -21,9 +21,10 @@ import { ExitCode } from '../src/exit-codes.js';
 import { RELAY_BAD, parseRelayRequest, roomToken } from '../src/relay/wire.js';
 import { WORDS } from '../src/secure/words.js';
 import { withRetryDefault } from './support/cli.js';
-import { listing, pattern, sha256, tempDir, within } from './support/files.js';
+import { listing, pattern, sha256, tempDir, visible, within } from './support/files.js';
 import { CLI, canUseNetns, killAll, netnsUnavailable, ourNamespaces, reapStale, type Event, type NsProcess } from './support/netns.js';
 import { spawnJson, type JsonProcess } from './support/process.js';
+import { startProxy } from './support/proxy.js';
 import { leaks, startRecorder } from './support/recorder.js';
 import { JUNK, RELAY_HOST, createStar, destroyStars, type Star } from './support/star.js';
 
@@ -290,6 +291,27 @@ describe('ferry through a relay on loopback (no namespace)', () => {
       await recorder.close();
     }
   }, 60_000);
+
+  test('a relay that tampers (one byte of the sender\'s stream flipped, well past the handshake): both sides fail with exit 1, nothing visible is written', async () => {
+    const relay = await localRelay();
+    // Only the sender goes through the fault proxy; the receiver dials the relay itself.
+    const tamper = await startProxy({ host: '127.0.0.1', port: relay.port }, { flipAt: 512 * KiB });
+    try {
+      const src = await tempDir('ferry-relay-src-');
+      await writeTree(src, [['tampered.bin', 2 * MiB, 0o644]]);
+      const dst = await tempDir('ferry-relay-dst-');
+      const direct = `127.0.0.1:${relay.port}`;
+      const rx = await withCode(localFerry(['receive', '--relay', direct, '--dir', dst, '--once', '--json']), direct, 15_000);
+      const tx = localFerry(['send', join(src, 'tampered.bin'), '--relay', `127.0.0.1:${tamper.port}`, '--code', rx.code, '--json']);
+      await expectExits([tx, rx], [ExitCode.Failed, ExitCode.Failed], 30_000);
+      expect(tamper.forwarded.up, 'the flip was reached').toBeGreaterThan(512 * KiB);
+      expect(tx.events.some((e) => e.event === 'sent')).toBe(false);
+      expect(rx.events.some((e) => e.event === 'received')).toBe(false);
+      expect(await visible(dst)).toEqual([]);
+    } finally {
+      await tamper.close();
+    }
+  }, 45_000);
 
   test("the suite's helpers clean up: the recorder records exactly, then closes its port and every connection; stopLocal() ends the relay and frees its port", async () => {
     const echo = createServer((s) => s.on('error', () => undefined).pipe(s));
