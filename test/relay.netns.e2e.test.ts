@@ -6,7 +6,8 @@
  * relay is killed and restarted; 20 pairs at once, none crossed; a wrong
  * code; junk and idle connections beside a real pair. On loopback, with no
  * namespace: a recording proxy in front of the relay that must see neither a
- * name, nor content, nor the code; and the suite's helpers cleaning up.
+ * name, nor content, nor the code; a relay that flips a byte; and the
+ * suite's helpers cleaning up.
  *
  * The namespace part needs Linux, root and iproute2 (CI runs as root) and is
  * skipped with a message elsewhere. Every wait is bounded by a JSON event,
