@@ -101,6 +101,7 @@ describe.skipIf(!canUseNetns)(title, () => {
     const rx = star.ferry('b', ['receive', '--relay', relay.address, '--code', tx.code, '--dir', dst, '--json']);
     await expectExits([tx, rx], [ExitCode.Ok, ExitCode.Ok], 30_000);
     expect(await snapshot(dst)).toEqual(expected);
+    await expectPairedAB(relay);
   }, 45_000);
 
   test('a folder resumes after the relay is SIGKILLed mid-transfer and restarted on its port: it arrives whole, and the second run sent less than the whole', async () => {
