@@ -131,6 +131,44 @@ describe('finding the receiver on the LAN (loopback)', () => {
     expect(connections()).toBe(5);
   });
 
+  test('a --once receiver stops announcing once its sender has said HELLO, while the session still runs', async () => {
+    const udpPort = await freeUdpPort();
+    const heard: { at: number; instance: string }[] = [];
+    const ear = createSocket({ type: 'udp4', reuseAddr: true });
+    ear.on('message', (d) => heard.push({ at: performance.now(), instance: d.toString('hex', 8, 16) }));
+    await new Promise<void>((resolve) => ear.bind(udpPort, resolve));
+    cleanup.push(() => new Promise<void>((resolve) => ear.close(() => resolve())));
+    const dir = await tempDir('ferry-lan-');
+    const events: FerryEvent[] = [];
+    const rx = await receive({ dir, host: '127.0.0.1', port: 0, code: CODE, once: true, announce: true, announcePort: udpPort, onEvent: (e) => events.push(e) });
+    cleanup.push(() => rx.close());
+    await within(
+      new Promise<void>((resolve) => {
+        const check = setInterval(() => heard.length > 0 && (clearInterval(check), resolve()), 20);
+      }),
+      5000,
+      'the first announcement',
+    );
+    const src = await tempDir('ferry-lan-src-');
+    // 80 KiB at 16 KiB/s: the session lasts about 5 s, long past the claim.
+    const file = await writeSample(src, 'slow.bin', 80 * 1024);
+    const sending = send({ files: [file.path], code: CODE, host: '127.0.0.1', port: rx.port, limitRate: 16 * 1024 });
+    await within(
+      new Promise<void>((resolve) => {
+        const check = setInterval(() => events.some((e) => e.event === 'start') && (clearInterval(check), resolve()), 20);
+      }),
+      10_000,
+      'the file to start',
+    );
+    const claimedAt = performance.now();
+    // Two and a half announcement intervals with the session running: none may come (one already on its way may land first).
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    expect(events.some((e) => e.event === 'summary')).toBe(false);
+    expect(heard.filter((h) => h.at > claimedAt + 200)).toEqual([]);
+    expect((await within(sending, 20_000, 'send')).exitCode).toBe(0);
+    expect(await listing(dir)).toEqual(['slow.bin']);
+  }, 30_000);
+
   test("send() never takes a receiver of its own process for the peer: ERR_NO_RECEIVER, nothing sent", async () => {
     const udpPort = await freeUdpPort();
     const events: FerryEvent[] = [];

@@ -65,6 +65,33 @@ describe.skipIf(!canUseNetns)(title, () => {
     }
   }, 40_000);
 
+  test('retries go back to the receiver found: killed mid-file and restarted without announcing, it gets the rest (resumed)', async () => {
+    const lan = await createLan(2);
+    try {
+      const dst = await tempDir('ferry-lan-dst-');
+      const src = await tempDir('ferry-lan-src-');
+      const content = pattern(6 * 1024 * 1024, 3);
+      await writeFile(join(src, 'big.bin'), content);
+      // A fixed port, inside this LAN only: the restarted receiver must be where the first one was.
+      const first = await receiver(lan, 0, dst, CODE_1, ['--port', '7900']);
+      const tx = lan.ferry(1, ['send', join(src, 'big.bin'), '--code', CODE_1, '--json', '--limit-rate', '1M', '--retries', '6', '--retry-delay', '0.5', '--timeout', '5']);
+      await first.waitFor((e) => e.event === 'progress' && (e.done as number) >= 1024 * 1024, BOUND_MS);
+      first.child.kill('SIGKILL');
+      await first.exit(BOUND_MS);
+      // Not announcing: only the address found the first time leads to it.
+      const second = await receiver(lan, 0, dst, CODE_1, ['--port', '7900', '--once', '--no-announce']);
+      const [txCode, rxCode] = await Promise.all([tx.exit(30_000), second.exit(30_000)]);
+      expect(txCode, `sender: ${tx.stderr()} ${JSON.stringify(tx.events.filter((e) => e.event !== 'progress'))}`).toBe(0);
+      expect(rxCode, second.stderr()).toBe(0);
+      expect(tx.events.filter((e) => e.event === 'found')).toEqual([{ event: 'found', host: lan.hosts[0]!.addr, port: 7900, candidates: 1 }]);
+      expect(tx.events.some((e) => e.event === 'retry')).toBe(true);
+      expect((event(second, 'received').resumedFrom as number) > 0).toBe(true);
+      expect(await readFile(join(dst, 'big.bin'))).toEqual(content);
+    } finally {
+      await lan.destroy();
+    }
+  }, 50_000);
+
   test('only a receiver with another code on the LAN: a wrong code (exit 4), one guess spent there, nothing written', async () => {
     const lan = await createLan(2);
     try {
@@ -128,9 +155,10 @@ describe.skipIf(!canUseNetns)(title, () => {
   }, 40_000);
 });
 
-/** `ferry receive --json` on all interfaces of host `i`, port 0, announcing (the default); resolves once it listens. */
+/** `ferry receive --json` on all interfaces of host `i`, port 0 unless `extra` names one, announcing (the default); resolves once it listens. */
 async function receiver(lan: Lan, i: number, dir: string, code: string, extra: string[]): Promise<NsProcess & { port: number }> {
-  const rx = lan.ferry(i, ['receive', '--json', '--port', '0', '--dir', dir, '--code', code, '--timeout', '5', ...extra]);
+  const port = extra.includes('--port') ? [] : ['--port', '0'];
+  const rx = lan.ferry(i, ['receive', '--json', ...port, '--dir', dir, '--code', code, '--timeout', '5', ...extra]);
   const listening = await rx.waitFor((e) => e.event === 'listening', BOUND_MS);
   expect(listening.announcing).toBe(extra.includes('--no-announce') ? undefined : true);
   return Object.assign(rx, { port: listening.port as number });

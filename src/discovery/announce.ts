@@ -25,7 +25,7 @@ export function isOwnInstance(instance: string): boolean {
 export interface AnnounceOptions {
   /** The receiver's TCP port. */
   port: number;
-  /** The address the receiver is bound to: a wildcard (or none) announces on every interface, an IPv4 address on its own interface only. */
+  /** The address the receiver is bound to (as the socket reports it): a wildcard (or none) announces on every interface, an IPv4 address on its own interface only. */
   host?: string;
   /** UDP port announcements go to. Default ANNOUNCE_PORT (7878). */
   udpPort?: number;

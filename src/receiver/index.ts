@@ -192,7 +192,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     throw err;
   }
   // Only with a code: an --insecure sender cannot tell its receiver from anyone else who announces.
-  if (options.announce && guard && !closing) announcer = startAnnouncing({ port: address.port, host: options.host, udpPort: options.announcePort });
+  if (options.announce && guard && !closing) announcer = startAnnouncing({ port: address.port, host: address.host, udpPort: options.announcePort });
   options.signal?.addEventListener('abort', onAbort, { once: true });
   if (options.signal?.aborted) onAbort();
   emit({ event: 'listening', host: address.host, port: address.port, ...(guard ? { code: guard.code } : { insecure: true as const }), ...(announcer ? { announcing: true as const } : {}) });
