@@ -47,7 +47,8 @@ describe.skipIf(!canUseNetns)(title, () => {
       const { dir, files } = await folder();
       const started = performance.now();
       const tx = lan.ferry(2, ['send', dir, '--code', CODE_1, '--json', '--retries', '0', '--timeout', '5']);
-      const [txCode, r1Code] = await Promise.all([tx.exit(BOUND_MS), r1.exit(BOUND_MS)]);
+      const txCode = await tx.exit(BOUND_MS);
+      const r1Code = await r1.exit(BOUND_MS);
       const foundAt = tx.timeOf(event(tx, 'found'));
       console.log(`lan: found the receiver ${((foundAt! - started) / 1000).toFixed(2)} s after starting ferry send (process start included), done in ${((tx.exitedAt()! - started) / 1000).toFixed(2)} s`);
       expect(txCode, `sender: ${tx.stderr()} ${JSON.stringify(tx.events)}`).toBe(0);
@@ -60,6 +61,29 @@ describe.skipIf(!canUseNetns)(title, () => {
       expect(await listing(r2Dir)).toEqual([]);
       expect(r2.events.filter((e) => e.event === 'received' || e.event === 'start')).toEqual([]);
       for (const e of r2.events.filter((e) => e.event === 'error' && e.peer !== undefined)) expect(e.code).toBe('ERR_BAD_CODE');
+    } finally {
+      await lan.destroy();
+    }
+  }, 40_000);
+
+  test.each([
+    ['multicast alone (the receiver has no broadcast route)', 'broadcast'],
+    ['the subnet broadcast alone (the switch forwards no multicast to the sender)', 'multicast'],
+  ] as const)('%s is enough to find the receiver', async (_what, off) => {
+    const lan = await createLan(2);
+    try {
+      if (off === 'broadcast') await lan.broadcastOff(0);
+      else await lan.multicastOff(1);
+      const dst = await tempDir('ferry-lan-dst-');
+      const rx = await receiver(lan, 0, dst, CODE_1, ['--once']);
+      const src = await tempDir('ferry-lan-src-');
+      await writeFile(join(src, 'one.txt'), 'one path is enough\n');
+      const tx = lan.ferry(1, ['send', join(src, 'one.txt'), '--code', CODE_1, '--json', '--retries', '0', '--timeout', '5']);
+      // The sender first: when it fails, its own words are the ones to read.
+      expect(await tx.exit(BOUND_MS), `sender: ${tx.stderr()} ${JSON.stringify(tx.events)}`).toBe(0);
+      expect(await rx.exit(BOUND_MS), rx.stderr()).toBe(0);
+      expect(event(tx, 'found')).toMatchObject({ host: lan.hosts[0]!.addr, port: rx.port });
+      expect(await readFile(join(dst, 'one.txt'), 'utf8')).toBe('one path is enough\n');
     } finally {
       await lan.destroy();
     }

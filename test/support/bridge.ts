@@ -11,7 +11,10 @@
  * namespaces are removed by destroy(), by destroyAllLans() (afterAll) and by
  * netns.ts's exit safety net.
  */
-import { CLI, canUseNetns, ip, netnsUnavailable, spawnIn, trackNamespace, waitCarrier, type NsProcess } from './netns.js';
+import { CLI, canUseNetns, ip, netnsUnavailable, sh, spawnIn, trackNamespace, waitCarrier, type NsProcess } from './netns.js';
+
+/** iproute2's `bridge`, beside `ip`. */
+const BRIDGE = '/usr/sbin/bridge';
 
 export interface LanHost {
   /** Namespace name. */
@@ -28,6 +31,10 @@ export interface Lan {
   spawn(i: number, argv: string[]): NsProcess;
   /** `node dist/ferry.mjs ARGS` inside host `i` (no code added: each test says which). */
   ferry(i: number, args: string[]): NsProcess;
+  /** The switch forwards no multicast to host `i` (snooping off, `mcast_flood off` on its port), as an access point that filters multicast; broadcast still passes. */
+  multicastOff(i: number): Promise<void>;
+  /** Deletes host `i`'s broadcast route for its /24 (table local): what it sends to X.255 then goes out as unicast to an address no one holds, and is lost. */
+  broadcastOff(i: number): Promise<void>;
   /** Kills what runs in these namespaces and removes them. Idempotent; never throws. */
   destroy(): Promise<void>;
 }
@@ -60,6 +67,15 @@ export async function createLan(k: number): Promise<Lan> {
     },
     ferry(i, args) {
       return lan.spawn(i, [process.execPath, CLI, ...args]);
+    },
+    async multicastOff(i) {
+      // Without snooping every multicast frame is flooded, and flooding skips a port with mcast_flood off.
+      await ip('-n', switchNs, 'link', 'set', 'dev', 'br0', 'type', 'bridge', 'mcast_snooping', '0');
+      await sh(BRIDGE, ['-n', switchNs, 'link', 'set', 'dev', `p${i}`, 'mcast_flood', 'off']);
+    },
+    async broadcastOff(i) {
+      const h = hosts[i]!;
+      await ip('-n', h.ns, 'route', 'del', 'broadcast', h.addr.replace(/\.\d+$/, '.255'), 'dev', h.dev, 'table', 'local');
     },
     destroy() {
       destroyed ??= (async () => {
