@@ -107,6 +107,15 @@ describe('finding the receiver on the LAN (loopback)', () => {
     await expect(within(failed, 5000, 'find')).rejects.toMatchObject({ code: 'ERR_NO_RECEIVER', exitCode: 5 });
   });
 
+  test('the UDP port held by another program: ERR_LISTEN (exit 1) at once, one line naming the port', async () => {
+    const holder = createSocket('udp4');
+    await new Promise<void>((resolve) => holder.bind(0, resolve));
+    cleanup.push(() => new Promise<void>((resolve) => holder.close(() => resolve())));
+    const udpPort = holder.address().port;
+    const failed = findReceiver({ code: CODE, findMs: 3000, timeoutMs: 2000, udpPort, ignore: nobody });
+    await expect(within(failed, 2000, 'find')).rejects.toMatchObject({ code: 'ERR_LISTEN', exitCode: 1, message: expect.stringContaining(`UDP port ${udpPort}`) });
+  });
+
   test('junk on the port is ignored: nothing is dialled', async () => {
     const udpPort = await freeUdpPort();
     const { ports, connections } = await countingServers(1);

@@ -79,7 +79,11 @@ export function findReceiver(options: FindOptions): Promise<Found> {
       if (!listening) return;
       listening = false;
       clearTimeout(timer);
-      socket.close();
+      try {
+        socket.close();
+      } catch {
+        // Never bound (the port could not be had): nothing to close.
+      }
     };
     const settle = (outcome: { found: Found } | { error: FerryError }): void => {
       if (settled) {
@@ -90,7 +94,7 @@ export function findReceiver(options: FindOptions): Promise<Found> {
       stopListening();
       options.signal?.removeEventListener('abort', onAbort);
       // The other tries stop; a receiver in the middle of one sees the handshake cut.
-      losers.abort(new FerryError('ERR_SHUTDOWN', 'another receiver on the LAN holds the code'));
+      losers.abort(new FerryError('ERR_SHUTDOWN', 'the sender has stopped looking for its receiver'));
       if ('found' in outcome) resolve(outcome.found);
       else reject(outcome.error);
     };
