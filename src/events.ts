@@ -125,7 +125,7 @@ export interface FoundEvent {
   event: 'found';
   host: string;
   port: number;
-  /** Receivers heard from until this one was chosen (the others did not hold the code, or were not tried). */
+  /** Receivers tried until this one was chosen, this one included (the others did not hold the code, or could not be reached). */
   candidates: number;
 }
 

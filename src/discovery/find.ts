@@ -47,7 +47,7 @@ export interface Found {
   port: number;
   /** The connection that proved the code: the first attempt sends over it. */
   socket: TLSSocket;
-  /** Receivers heard from (distinct instance ids) until this one was chosen. */
+  /** Receivers tried (distinct instance ids) until this one was chosen, this one included. */
   candidates: number;
 }
 
