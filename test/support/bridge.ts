@@ -11,10 +11,7 @@
  * namespaces are removed by destroy(), by destroyAllLans() (afterAll) and by
  * netns.ts's exit safety net.
  */
-import { CLI, canUseNetns, ip, netnsUnavailable, sh, spawnIn, trackNamespace, waitCarrier, type NsProcess } from './netns.js';
-
-/** iproute2's `bridge`, beside `ip`. */
-const BRIDGE = '/usr/sbin/bridge';
+import { CLI, canUseNetns, ip, netnsUnavailable, spawnIn, trackNamespace, waitCarrier, type NsProcess } from './netns.js';
 
 export interface LanHost {
   /** Namespace name. */
@@ -71,7 +68,7 @@ export async function createLan(k: number): Promise<Lan> {
     async multicastOff(i) {
       // Without snooping every multicast frame is flooded, and flooding skips a port with mcast_flood off.
       await ip('-n', switchNs, 'link', 'set', 'dev', 'br0', 'type', 'bridge', 'mcast_snooping', '0');
-      await sh(BRIDGE, ['-n', switchNs, 'link', 'set', 'dev', `p${i}`, 'mcast_flood', 'off']);
+      await ip('-n', switchNs, 'link', 'set', 'dev', `p${i}`, 'type', 'bridge_slave', 'mcast_flood', 'off');
     },
     async broadcastOff(i) {
       const h = hosts[i]!;
