@@ -11,6 +11,7 @@ import { PROTOCOL_VERSION } from './protocol/constants.js';
 import { FerryError } from './protocol/errors.js';
 import { MIN_RATE, parseRate } from './rate-limit.js';
 import { checkCode } from './secure/code.js';
+import { DEFAULT_FIND_MS } from './discovery/find.js';
 import { DEFAULT_PORT, type ReceiveOptions } from './receiver/index.js';
 import type { SendOptions } from './sender/index.js';
 
@@ -22,10 +23,12 @@ export interface OutputArgs {
 }
 
 /** What `ferry send` will do. `code` is absent when none was given (main.ts may ask for it) and with --insecure. */
-export type SendRequest = Required<Pick<SendOptions, 'files' | 'host' | 'port' | 'insecure' | 'timeoutMs' | 'retries' | 'retryDelayMs' | 'waitMs' | 'update' | 'compress'>> &
-  Pick<SendOptions, 'code' | 'hash' | 'chunkSize' | 'stdinName' | 'limitRate' | 'skipSame'>;
+export type SendRequest = Required<Pick<SendOptions, 'files' | 'insecure' | 'timeoutMs' | 'retries' | 'retryDelayMs' | 'waitMs' | 'update' | 'compress'>> &
+  Pick<SendOptions, 'code' | 'hash' | 'chunkSize' | 'stdinName' | 'limitRate' | 'skipSame'> &
+  /** Without --to: the receiver is found on the LAN (`findMs`, --find-timeout). */
+  ({ host: string; port: number } | { findMs: number });
 
-export type ReceiveRequest = Required<Pick<ReceiveOptions, 'dir' | 'port' | 'once' | 'overwrite' | 'allowUpdate' | 'allowHidden' | 'timeoutMs' | 'fsync' | 'insecure'>> &
+export type ReceiveRequest = Required<Pick<ReceiveOptions, 'dir' | 'port' | 'once' | 'overwrite' | 'allowUpdate' | 'allowHidden' | 'timeoutMs' | 'fsync' | 'insecure' | 'announce'>> &
   Pick<ReceiveOptions, 'code' | 'host' | 'maxSize' | 'limitRate'> & {
     /** The one incoming file goes to standard output (messages to stderr). */
     stdout: boolean;
@@ -73,7 +76,8 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
           .option('max-size', { type: 'number', describe: 'refuse files larger than this many bytes' })
           .option('fsync', { type: 'boolean', default: true, describe: 'flush each file to disk before naming it (--no-fsync to skip)' })
           .option('stdout', { type: 'boolean', default: false, describe: 'write the one incoming file to standard output (implies --once; messages go to stderr)' })
-          .option('clean', { type: 'boolean', default: false, describe: 'delete the partial files kept for resuming (.ferry-*.part) under --dir, and exit' }),
+          .option('clean', { type: 'boolean', default: false, describe: 'delete the partial files kept for resuming (.ferry-*.part) under --dir, and exit' })
+          .option('announce', { type: 'boolean', default: true, describe: 'announce this receiver on the LAN each second, so senders may leave out --to (--no-announce: stay quiet; never with --insecure)' }),
       (args) => {
         const output = outputArgs(args);
         parsed = args.clean ? { command: 'clean', output, dir: args.dir } : { command: 'receive', output, options: receiveRequest(args, env) };
@@ -92,7 +96,8 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
           .option('retries', { type: 'number', default: 5, describe: 'new attempts after a broken connection, each resuming where the last stopped' })
           .option('retry-delay', { type: 'number', default: 1, describe: 'seconds before the first retry; doubles each time, at most 16' })
           .option('wait', { type: 'number', default: 0, describe: 'keep trying to reach the receiver this many seconds (for a receiver started after the sender); default: fail at once' })
-          .option('to', { alias: 't', type: 'string', demandOption: true, describe: 'receiver as HOST[:PORT] ([IPV6]:PORT), port 7878 by default' })
+          .option('to', { alias: 't', type: 'string', describe: 'receiver as HOST[:PORT] ([IPV6]:PORT), port 7878 by default; without it, the receiver holding the code is found on the LAN' })
+          .option('find-timeout', { type: 'number', default: DEFAULT_FIND_MS / 1000, describe: 'without --to: seconds to listen for receivers on the LAN' })
           .option('hash', { type: 'string', choices: ['blake3', 'sha256'], describe: 'hash algorithm (default: the fastest both sides know)' })
           .option('chunk-size', { type: 'number', describe: 'bytes per data frame (default 1 MiB)' }),
       (args) => {
@@ -164,7 +169,8 @@ function sendRequest(
     retries: number;
     'retry-delay': number;
     wait: number;
-    to: string;
+    to?: string | undefined;
+    'find-timeout': number;
     hash?: string | undefined;
     'chunk-size'?: number | undefined;
     'skip-same'?: boolean | undefined;
@@ -181,9 +187,8 @@ function sendRequest(
   if (!(Number.isInteger(args.retries) && args.retries >= 0)) throw usage('--retries must be a whole number');
   if (!(args['retry-delay'] >= 0)) throw usage('--retry-delay must be a number of seconds');
   if (!(Number.isFinite(args.wait) && args.wait >= 0)) throw usage('--wait must be a number of seconds');
-  const target = parseTarget(args.to);
-  if (target.port === 0) throw usage(`--to ${args.to}: port 0 cannot be dialled`);
   const code = codeOf(args, env);
+  const target = sendTarget(args);
   const limitRate = limitRateOf(args['limit-rate']);
   return {
     files,
@@ -216,6 +221,7 @@ function receiveRequest(
     'max-size'?: number | undefined;
     fsync: boolean;
     stdout: boolean;
+    announce: boolean;
   },
   env: Env,
 ): ReceiveRequest {
@@ -234,11 +240,25 @@ function receiveRequest(
     fsync: args.fsync,
     insecure: args.insecure,
     stdout: args.stdout,
+    announce: args.announce && !args.insecure,
     ...(code === undefined ? {} : { code }),
     ...(args.host === undefined ? {} : { host: args.host }),
     ...(maxSize === undefined ? {} : { maxSize }),
     ...(limitRate === undefined ? {} : { limitRate }),
   };
+}
+
+/** --to HOST[:PORT]; without it (a code is needed then), how long to look for the receiver on the LAN. */
+function sendTarget(args: { to?: string | undefined; insecure: boolean; 'find-timeout': number }): { host: string; port: number } | { findMs: number } {
+  if (args.to === undefined) {
+    if (args.insecure) throw usage('--insecure needs --to HOST: only a code tells the receiver on the LAN from anyone else');
+    const seconds = args['find-timeout'];
+    if (!(Number.isFinite(seconds) && seconds > 0)) throw usage(`--find-timeout must be a positive number of seconds, not ${seconds}`);
+    return { findMs: Math.round(seconds * 1000) };
+  }
+  const target = parseTarget(args.to);
+  if (target.port === 0) throw usage(`--to ${args.to}: port 0 cannot be dialled`);
+  return target;
 }
 
 /** --limit-rate RATE as bytes per second (binary suffixes: 1K = 1024), or undefined when not given. */

@@ -20,6 +20,8 @@ export interface ListeningEvent {
   code?: string;
   /** Present (true) when the receiver runs without a code or encryption. */
   insecure?: true;
+  /** Present (true) when it announces itself on the LAN (src/discovery/announce.ts): a sender may omit --to. */
+  announcing?: true;
 }
 
 /** A file begins to move (after the receiver accepted it). */
@@ -118,6 +120,15 @@ export interface RetryEvent {
   message: string;
 }
 
+/** A sender without --to found its receiver on the LAN: the one at this address proved it holds the code. */
+export interface FoundEvent {
+  event: 'found';
+  host: string;
+  port: number;
+  /** Receivers tried until this one was chosen, this one included (the others did not hold the code, or could not be reached). */
+  candidates: number;
+}
+
 /** The last event of a `send`, or of a receiver when it stops. */
 export interface SummaryEvent {
   event: 'summary';
@@ -156,6 +167,7 @@ export type FerryEvent =
   | PlanEvent
   | SkippedEvent
   | RetryEvent
+  | FoundEvent
   | SummaryEvent;
 
 export type EventListener = (event: FerryEvent) => void;

@@ -16,6 +16,8 @@ export const enum ExitCode {
   Integrity = 3,
   /** The receiver said no. */
   Refused = 4,
+  /** No receiver found: `ferry send` without --to heard none on the LAN that answered. */
+  NoReceiver = 5,
   Interrupted = 130,
 }
 
@@ -54,6 +56,7 @@ const EXIT: Readonly<Record<ErrorCode, ExitCode>> = {
   ERR_LISTEN: ExitCode.Failed,
   ERR_USAGE: ExitCode.Usage,
   ERR_NOT_FOUND: ExitCode.Usage,
+  ERR_NO_RECEIVER: ExitCode.NoReceiver,
   ERR_UNREADABLE: ExitCode.Usage,
   ERR_SIGINT: ExitCode.Interrupted,
   ERR_SIGTERM: 143 as ExitCode,

@@ -12,6 +12,7 @@ import { CodeGuard, generateCode, secureServer } from '../secure/index.js';
 import { RECEIVER_STATES } from '../protocol/states.js';
 import { rateLimiter, throttleReads, type RateLimiter } from '../rate-limit.js';
 import { encodeAbort } from '../protocol/messages.js';
+import { startAnnouncing, type Announcer } from '../discovery/announce.js';
 import { ADMISSION_LIMITS, Admission, DEFAULT_MAX_SESSIONS, type Ticket } from './admission.js';
 import { startSweeping } from './partials.js';
 import { offerChecker, runSession, type SessionContext } from './session.js';
@@ -75,6 +76,15 @@ export interface ReceiveOptions {
    * pauses while over it, which slows the senders through TCP. Default none.
    */
   limitRate?: number;
+  /**
+   * Announce this receiver on the LAN about once a second (UDP multicast and
+   * broadcast; src/discovery/announce.ts), so that a sender with the code
+   * but no address finds it. Never with `insecure`. Default false here (a
+   * library sends nothing unasked); the CLI's default is on (--no-announce).
+   */
+  announce?: boolean;
+  /** The UDP port announcements go to. Default 7878 (ANNOUNCE_PORT). */
+  announcePort?: number;
   /** Authenticated sessions served at once (default 256); a sender beyond it is told ERR_BUSY and retries. Connections still in the handshake have their own budget (src/receiver/admission.ts). */
   maxConnections?: number;
   onEvent?: EventListener;
@@ -117,7 +127,14 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   let closing: FerryError | null = null;
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
-  const sessions = new Sessions(once, { claimed: () => server.close(), ownerDone: (code) => void shutdown(null, code) });
+  let announcer: Announcer | null = null;
+  const sessions = new Sessions(once, {
+    claimed: () => {
+      server.close();
+      announcer?.stop();
+    },
+    ownerDone: (code) => void shutdown(null, code),
+  });
 
   /** Sockets still in the secure handshake: closed with the receiver. */
   const handshaking = new Set<Socket>();
@@ -148,6 +165,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     if (!closing) {
       closing = reason ?? new FerryError('ERR_SHUTDOWN', 'the receiver is shutting down');
       server.close();
+      announcer?.stop();
       for (const socket of handshaking) socket.destroy();
       await sessions.end(closing);
       options.signal?.removeEventListener('abort', onAbort);
@@ -173,9 +191,11 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     void Promise.resolve(sweeper?.idle()).then(() => target.close());
     throw err;
   }
+  // Only with a code: an --insecure sender cannot tell its receiver from anyone else who announces.
+  if (options.announce && guard && !closing) announcer = startAnnouncing({ port: address.port, host: address.host, udpPort: options.announcePort });
   options.signal?.addEventListener('abort', onAbort, { once: true });
   if (options.signal?.aborted) onAbort();
-  emit({ event: 'listening', host: address.host, port: address.port, ...(guard ? { code: guard.code } : { insecure: true as const }) });
+  emit({ event: 'listening', host: address.host, port: address.port, ...(guard ? { code: guard.code } : { insecure: true as const }), ...(announcer ? { announcing: true as const } : {}) });
 
   return {
     host: address.host,

@@ -5,6 +5,7 @@
  * early is returned, for the retry loop to judge.
  */
 import type { Readable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { Connection, type SenderConnection } from '../connection.js';
 import type { EventListener } from '../events.js';
 import { SUPPORTED_ALGORITHMS, chooseAlgorithm, type HashAlgorithm } from '../hash.js';
@@ -47,6 +48,8 @@ export interface SendContext {
   update: boolean;
   /** --compress: ZDATA where the receiver's HELLO sets Feature.Compressed; `notice` once when it does not. */
   compress: { wanted: boolean; notice: ((message: string) => void) | undefined; told: boolean };
+  /** A connection already secured (LAN discovery proved the code over it): the next attempt takes it instead of dialling. */
+  ready?: TLSSocket | undefined;
 }
 
 /** Why an attempt ended early. */
@@ -114,6 +117,9 @@ export async function runAttempt(todo: readonly Entry[], ctx: SendContext, cutIn
 }
 
 async function connect(ctx: SendContext): Promise<SenderConnection> {
+  const ready = ctx.ready;
+  ctx.ready = undefined;
+  if (ready) return new Connection(ready, ctx.timeoutMs, SENDER_STATES);
   const socket = await dial(ctx);
   const secured = ctx.code === undefined ? socket : await secureClient(socket, ctx.code, { timeoutMs: ctx.timeoutMs, signal: ctx.signal });
   return new Connection(secured, ctx.timeoutMs, SENDER_STATES);

@@ -13,6 +13,7 @@
  *   results.ts  FileResult, judging a VERDICT, and the results of a send
  *   wait.ts     before the first connection: fail at once, or --wait for the receiver
  *   dial.ts     the TCP connect
+ *   (no host: src/discovery/find.ts finds the receiver on the LAN first)
  *   walk.ts     the paths given, as the list of what is offered
  *   source.ts   reading local files
  */
@@ -21,10 +22,12 @@ import { DEFAULT_TIMEOUT_MS } from '../connection.js';
 import type { EventListener } from '../events.js';
 import { SUPPORTED_ALGORITHMS, algorithmByName, type HashAlgorithm } from '../hash.js';
 import { exitCodeOf } from '../exit-codes.js';
-import { FerryError } from '../protocol/errors.js';
+import { FerryError, toFerryError } from '../protocol/errors.js';
+import { DEFAULT_FIND_MS, findReceiver } from '../discovery/find.js';
+import { DEFAULT_PORT } from '../receiver/index.js';
 import { rateLimiter, type RateLimiter } from '../rate-limit.js';
 import { normalizeCode, prepareClient } from '../secure/index.js';
-import type { SendContext } from './attempt.js';
+import type { AttemptFailure, SendContext } from './attempt.js';
 import { Results, type FileResult } from './results.js';
 import { sendWithRetries } from './retry.js';
 import { DEFAULT_CHUNK_SIZE } from './source.js';
@@ -35,8 +38,18 @@ export type { FileResult } from './results.js';
 export interface SendOptions {
   /** Files and folders to send ('-': standard input, named by `stdinName`). A folder goes with its whole tree. */
   files: string[];
-  host: string;
-  port: number;
+  /**
+   * The receiver's address. Absent (with a code): the receiver is found on
+   * the LAN by its announcements (src/discovery/find.ts), among those that
+   * prove they hold the code.
+   */
+  host?: string;
+  /** The receiver's port; with `host` only. */
+  port?: number;
+  /** Without `host`: how long to listen for receivers' announcements. Default 3 s (DEFAULT_FIND_MS). */
+  findMs?: number;
+  /** Without `host`: the UDP port announcements arrive on. Default 7878 (ANNOUNCE_PORT). */
+  announcePort?: number;
   /** Give up when the receiver is silent this long (connect included). Default 30 s. */
   timeoutMs?: number;
   /** Bytes per DATA frame. Default 1 MiB. */
@@ -119,8 +132,8 @@ export async function send(options: SendOptions): Promise<SendSummary> {
 
   const results = new Results(emit);
   const ctx: SendContext = {
-    host: options.host,
-    port: options.port,
+    host: options.host ?? '',
+    port: options.port ?? DEFAULT_PORT,
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     forced,
     emit,
@@ -136,7 +149,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     update: options.update ?? false,
     compress: { wanted: options.compress ?? false, notice: options.onNotice, told: false },
   };
-  const failure = await sendWithRetries(entries, ctx, { retries, firstDelayMs: options.retryDelayMs ?? 1000, waitMs });
+  const failure = (await findOnLan(options, ctx, waitMs)) ?? (await sendWithRetries(entries, ctx, { retries, firstDelayMs: options.retryDelayMs ?? 1000, waitMs }));
   const error = failure?.error;
   if (error) {
     results.failRest(entries, error);
@@ -182,6 +195,9 @@ function checkOptions(options: SendOptions): Checked {
     throw new FerryError('ERR_USAGE', "a code is needed: --code CODE (or FERRY_CODE) as the receiver printed it; or --insecure on both sides");
   }
   if (options.code !== undefined) normalizeCode(options.code);
+  if (options.host === undefined && options.code === undefined) throw new FerryError('ERR_USAGE', 'a receiver is found on the LAN by its code: --insecure needs --to HOST');
+  if (options.host === undefined && options.port !== undefined) throw new FerryError('ERR_USAGE', 'a port without a host');
+  if (options.findMs !== undefined && !(Number.isFinite(options.findMs) && options.findMs > 0)) throw new FerryError('ERR_USAGE', `find time must be a positive number of milliseconds, not ${options.findMs}`);
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
   if (!(Number.isInteger(chunkSize) && chunkSize >= 1 && chunkSize <= 8 * 1024 * 1024)) throw new FerryError('ERR_USAGE', `chunk size ${chunkSize} out of range`);
   const waitMs = options.waitMs ?? 0;
@@ -189,6 +205,31 @@ function checkOptions(options: SendOptions): Checked {
   const limiter = rateLimiter(options.limitRate);
   // A frame over the burst would go as one write after a long wait: at 16 KiB/s a 1 MiB frame is 64 s of silence for the receiver.
   return { forced, retries, chunkSize: limiter ? Math.min(chunkSize, limiter.burst) : chunkSize, waitMs, limiter };
+}
+
+/**
+ * No host: the receiver that proves it holds the code on the LAN becomes
+ * the host every attempt dials (retries included), and the first attempt
+ * goes over the connection that proved it. --wait lengthens the search.
+ */
+async function findOnLan(options: SendOptions, ctx: SendContext, waitMs: number): Promise<AttemptFailure | undefined> {
+  if (options.host !== undefined) return undefined;
+  try {
+    const found = await findReceiver({
+      code: options.code!,
+      findMs: Math.max(options.findMs ?? DEFAULT_FIND_MS, waitMs),
+      timeoutMs: ctx.timeoutMs,
+      signal: options.signal,
+      udpPort: options.announcePort,
+    });
+    ctx.host = found.host;
+    ctx.port = found.port;
+    ctx.ready = found.socket;
+    ctx.emit({ event: 'found', host: found.host, port: found.port, candidates: found.candidates });
+    return undefined;
+  } catch (err) {
+    return { error: toFerryError(err), during: undefined, unreached: true };
+  }
 }
 
 function emitPlan(entries: readonly Entry[], emit: EventListener): void {

@@ -90,27 +90,10 @@ export function sh(cmd: string, args: string[], ms = COMMAND_TIMEOUT_MS): Promis
   });
 }
 
-/** `ip ARGS`, bounded. */
+/** `ip ARGS`, bounded (bridge.ts builds its LAN with it). */
 export function ip(...args: string[]): Promise<string> {
   if (!IP) throw new Error('no `ip` command');
   return sh(IP, args);
-}
-
-/** A namespace name of this process: ourNamespaces() and reapStale() know it by its prefix and pid. */
-export function namespaceName(suffix: string): string {
-  return `${PREFIX}-${process.pid}-${suffix}`;
-}
-
-/** `ip netns add NAME`, remembered for the process 'exit' safety net until deleteNamespace(). */
-export async function addNamespace(name: string): Promise<void> {
-  createdNamespaces.add(name);
-  await ip('netns', 'add', name);
-}
-
-/** `ip netns del NAME`; never throws. */
-export async function deleteNamespace(name: string): Promise<void> {
-  await ip('netns', 'del', name).catch(() => undefined);
-  createdNamespaces.delete(name);
 }
 
 // ---------------------------------------------------------------------------
@@ -187,10 +170,11 @@ const createdNamespaces = new Set<string>();
 export async function createLink(): Promise<Link> {
   if (!canUseNetns) throw new Error(`network namespaces are not available: ${netnsUnavailable}`);
   const n = ++counter;
+  const id = `${process.pid}-${n}`;
   const subnet = ((process.pid + n) % 250) + 1;
   // Device names: at most 15 characters (IFNAMSIZ - 1): "fe" + pid (<= 7 digits) + "s"/"r" + counter.
-  const sender: End = { ns: namespaceName(`${n}-s`), dev: `fe${process.pid}s${n}`, addr: `10.201.${subnet}.1` };
-  const receiver: End = { ns: namespaceName(`${n}-r`), dev: `fe${process.pid}r${n}`, addr: `10.201.${subnet}.2` };
+  const sender: End = { ns: `${PREFIX}-${id}-s`, dev: `fe${process.pid}s${n}`, addr: `10.201.${subnet}.1` };
+  const receiver: End = { ns: `${PREFIX}-${id}-r`, dev: `fe${process.pid}r${n}`, addr: `10.201.${subnet}.2` };
   if (sender.dev.length > 15) throw new Error(`device name ${sender.dev} is over 15 characters`);
   const procs = new Set<NsProcess>();
   const end = (side: Side): End => (side === 'sender' ? sender : receiver);
@@ -239,7 +223,10 @@ export async function createLink(): Promise<Link> {
         // devices go at once even if something still holds a namespace.
         await ip('-n', sender.ns, 'link', 'del', 'dev', sender.dev).catch(() => undefined);
         await ip('-n', receiver.ns, 'link', 'del', 'dev', receiver.dev).catch(() => undefined);
-        for (const ns of [sender.ns, receiver.ns]) await deleteNamespace(ns);
+        for (const ns of [sender.ns, receiver.ns]) {
+          await ip('netns', 'del', ns).catch(() => undefined);
+          createdNamespaces.delete(ns);
+        }
       })();
       return destroyed;
     },
@@ -247,7 +234,10 @@ export async function createLink(): Promise<Link> {
   live.add(link);
 
   try {
-    for (const e of [sender, receiver]) await addNamespace(e.ns);
+    for (const e of [sender, receiver]) {
+      createdNamespaces.add(e.ns);
+      await ip('netns', 'add', e.ns);
+    }
     // Created directly inside the namespaces: the devices never appear in the root namespace.
     await ip('link', 'add', 'name', sender.dev, 'netns', sender.ns, 'type', 'veth', 'peer', 'name', receiver.dev, 'netns', receiver.ns);
     for (const e of [sender, receiver]) {
@@ -264,7 +254,7 @@ export async function createLink(): Promise<Link> {
 }
 
 /** Polls until every device is operationally UP (carrier on both ends), bounded. */
-export async function waitCarrier(ends: Array<Pick<End, 'ns' | 'dev'>>, ms = 5000): Promise<void> {
+export async function waitCarrier(ends: End[], ms = 5000): Promise<void> {
   const deadline = performance.now() + ms;
   for (;;) {
     const states = await Promise.all(ends.map(async (e) => (await ip('-n', e.ns, '-br', 'link', 'show', 'dev', e.dev)).trim().split(/\s+/)[1]));
@@ -313,6 +303,12 @@ function alive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** Registers a namespace for the exit safety net below (created: true) or takes it off (false): for bridge.ts. */
+export function trackNamespace(name: string, created: boolean): void {
+  if (created) createdNamespaces.add(name);
+  else createdNamespaces.delete(name);
 }
 
 // Last resort if the worker exits without running afterAll: synchronous and best effort.

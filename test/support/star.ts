@@ -9,13 +9,13 @@
  * went through a process on R. The first relay test proves this for real
  * (`connect`, `listen`).
  *
- * Built on test/support/netns.ts's primitives: the same names (found by
- * ourNamespaces() and reapStale()), the same exit safety net, processes
- * killed by its killAll().
+ * Built on test/support/netns.ts's primitives, as bridge.ts is: the same
+ * names (found by ourNamespaces() and reapStale()), the same exit safety
+ * net, processes killed by its killAll().
  */
 import { fileURLToPath } from 'node:url';
 import { withRetryDefault } from './cli.js';
-import { CLI, addNamespace, canUseNetns, deleteNamespace, ip, namespaceName, netnsUnavailable, spawnIn, waitCarrier, type NsProcess } from './netns.js';
+import { CLI, canUseNetns, ip, netnsUnavailable, spawnIn, trackNamespace, waitCarrier, type NsProcess } from './netns.js';
 
 /** Listen and connect probes (a standalone process in a namespace). */
 export const REACH = fileURLToPath(new URL('./reach.mjs', import.meta.url));
@@ -68,12 +68,14 @@ export async function createStar(names: readonly string[] = ['a', 'b']): Promise
   if (names.length === 0 || names.length > 63 || names.includes(RELAY_HOST) || new Set(names).size !== names.length) throw new Error(`bad leaf names ${names.join(',')}`);
   const n = ++counter;
   const k = ((process.pid + n) % 250) + 1;
-  const relay: StarHost = { ns: namespaceName(`star${n}-${RELAY_HOST}`), addr: `10.210.${k}.1` };
+  // Named as netns.ts names its own (`fe2e-PID-...`), so its reapStale() and ourNamespaces() see them too.
+  const nsName = (host: string): string => `fe2e-${process.pid}-star${n}-${host}`;
+  const relay: StarHost = { ns: nsName(RELAY_HOST), addr: `10.210.${k}.1` };
   const leaves: Record<string, Leaf> = {};
   for (const [i, name] of names.entries()) {
     // Device names: at most 15 characters; they live only inside the namespaces, so the index is enough.
     leaves[name] = {
-      ns: namespaceName(`star${n}-${name}`),
+      ns: nsName(name),
       addr: `10.211.${k}.${4 * i + 2}`,
       dev: `star${n}l${i}`,
       peerDev: `star${n}r${i}`,
@@ -119,7 +121,10 @@ export async function createStar(names: readonly string[] = ['a', 'b']): Promise
         for (const p of procs) if (p.exitedAt() === undefined) p.child.kill('SIGKILL');
         await Promise.all([...procs].map((p) => p.exit(5000).catch(() => undefined)));
         // Deleting a namespace deletes the veth ends inside it, and with them their peers.
-        for (const ns of star.namespaces()) await deleteNamespace(ns);
+        for (const ns of star.namespaces()) {
+          await ip('netns', 'del', ns).catch(() => undefined);
+          trackNamespace(ns, false);
+        }
       })();
       return destroyed;
     },
@@ -127,7 +132,10 @@ export async function createStar(names: readonly string[] = ['a', 'b']): Promise
   live.add(star);
 
   try {
-    for (const ns of star.namespaces()) await addNamespace(ns);
+    for (const ns of star.namespaces()) {
+      trackNamespace(ns, true);
+      await ip('netns', 'add', ns);
+    }
     await ip('-n', relay.ns, 'link', 'set', 'dev', 'lo', 'up');
     await ip('-n', relay.ns, 'addr', 'add', `${relay.addr}/32`, 'dev', 'lo');
     // Explicit, though a new namespace starts with it off: R must never join two leaves by itself.
@@ -141,7 +149,7 @@ export async function createStar(names: readonly string[] = ['a', 'b']): Promise
       await ip('-n', leaf.ns, 'link', 'set', 'dev', leaf.dev, 'up');
       await ip('-n', leaf.ns, 'route', 'add', 'default', 'via', leaf.gateway);
     }
-    await waitCarrier(Object.values(leaves).flatMap((l) => [{ ns: l.ns, dev: l.dev }, { ns: relay.ns, dev: l.peerDev }]));
+    await waitCarrier(Object.values(leaves).flatMap((l) => [l, { ns: relay.ns, dev: l.peerDev, addr: l.gateway }]));
   } catch (err) {
     await star.destroy();
     throw err;
