@@ -16,6 +16,8 @@ export const enum ExitCode {
   Integrity = 3,
   /** The receiver said no. */
   Refused = 4,
+  /** A relay answered something other than its documented lines: not a ferry relay, or not a working one. */
+  Relay = 5,
   Interrupted = 130,
 }
 
@@ -52,6 +54,7 @@ const EXIT: Readonly<Record<ErrorCode, ExitCode>> = {
   ERR_CONNECT: ExitCode.Failed,
   ERR_CONNECTION_LOST: ExitCode.Failed,
   ERR_LISTEN: ExitCode.Failed,
+  ERR_RELAY: ExitCode.Relay,
   ERR_USAGE: ExitCode.Usage,
   ERR_NOT_FOUND: ExitCode.Usage,
   ERR_UNREADABLE: ExitCode.Usage,

@@ -1,5 +1,6 @@
 /**
- * One connection: dial, secure (unless --insecure), HELLO both ways, the
+ * One connection: its socket from the link (dialled, paired at a relay or
+ * accepted; secured unless --insecure), HELLO both ways, the
  * files probed (unless --no-skip-same), then each entry still to send
  * offered in turn (eager, large or stream), and BYE. What ends it
  * early is returned, for the retry loop to judge.
@@ -13,10 +14,9 @@ import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
 import { encodeBye, encodeHello } from '../protocol/messages.js';
 import { SENDER_STATES } from '../protocol/states.js';
 import type { RateLimiter } from '../rate-limit.js';
-import { secureClient } from '../secure/index.js';
-import { dial } from './dial.js';
 import { EagerWindow, isEager } from './eager.js';
 import { sendLarge } from './large.js';
+import type { Link } from './link.js';
 import { ProbeWindow } from './probe.js';
 import type { FileResult, Results } from './results.js';
 import type { BufferPool } from './source.js';
@@ -25,8 +25,8 @@ import type { Entry } from './walk.js';
 
 /** What every attempt of one send shares. */
 export interface SendContext {
-  host: string;
-  port: number;
+  /** How each attempt gets its socket (link.ts): dial, a relay's room, or the next receiver to connect. */
+  link: Link;
   timeoutMs: number;
   /** The algorithm --hash forces, if any. */
   forced: HashAlgorithm | undefined;
@@ -36,8 +36,6 @@ export interface SendContext {
   /** Made on the first large file: a tree of small files never needs it. */
   pool: BufferPool | undefined;
   stdin: Readable;
-  /** Absent: --insecure. */
-  code: string | undefined;
   signal: AbortSignal | undefined;
   /** --limit-rate: DATA waits for its tokens (src/rate-limit.ts). */
   limiter: RateLimiter | undefined;
@@ -114,9 +112,7 @@ export async function runAttempt(todo: readonly Entry[], ctx: SendContext, cutIn
 }
 
 async function connect(ctx: SendContext): Promise<SenderConnection> {
-  const socket = await dial(ctx);
-  const secured = ctx.code === undefined ? socket : await secureClient(socket, ctx.code, { timeoutMs: ctx.timeoutMs, signal: ctx.signal });
-  return new Connection(secured, ctx.timeoutMs, SENDER_STATES);
+  return new Connection(await ctx.link.connect(), ctx.timeoutMs, SENDER_STATES);
 }
 
 /** HELLO both ways; the algorithm every offer of this connection uses, and whether its content may go compressed. */

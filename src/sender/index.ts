@@ -12,6 +12,7 @@
  *   offer.ts    a non-eager offer's round trips (OFFER/ACCEPT, END/VERDICT)
  *   results.ts  FileResult, judging a VERDICT, and the results of a send
  *   wait.ts     before the first connection: fail at once, or --wait for the receiver
+ *   link.ts     each attempt's socket: dialled (--to), paired at a relay, or accepted (--listen)
  *   dial.ts     the TCP connect
  *   walk.ts     the paths given, as the list of what is offered
  *   source.ts   reading local files
@@ -24,7 +25,10 @@ import { exitCodeOf } from '../exit-codes.js';
 import { FerryError } from '../protocol/errors.js';
 import { rateLimiter, type RateLimiter } from '../rate-limit.js';
 import { normalizeCode, prepareClient } from '../secure/index.js';
-import type { SendContext } from './attempt.js';
+import type { AttemptFailure, SendContext } from './attempt.js';
+import { directLink, listenLink, relayLink, type Link, type LinkContext } from './link.js';
+import { RELAY_DEFAULT_PORT } from '../relay/wire.js';
+import { DEFAULT_PORT } from '../receiver/index.js';
 import { Results, type FileResult } from './results.js';
 import { sendWithRetries } from './retry.js';
 import { DEFAULT_CHUNK_SIZE } from './source.js';
@@ -35,8 +39,23 @@ export type { FileResult } from './results.js';
 export interface SendOptions {
   /** Files and folders to send ('-': standard input, named by `stdinName`). A folder goes with its whole tree. */
   files: string[];
-  host: string;
-  port: number;
+  /** The receiver to dial (`--to`). Exactly one of `host`, `relay` and `listen`. */
+  host?: string;
+  /** Its port. Default 7878. */
+  port?: number;
+  /**
+   * Through a relay (docs/protocol.md, section 1.2). With `code`, the
+   * receiver waits there already (receive --relay) and is met in the room
+   * the code's number names; without, the sender goes first: it asks for a
+   * room, reports the code in a `listening` event and waits for the receiver.
+   */
+  relay?: { host: string; port?: number };
+  /**
+   * Listen, and send to the receiver that dials in (`receive --from`) with
+   * the code (given, or made fresh and reported in a `listening` event).
+   * Strangers that connect meet the receiver's defences (docs/security.md).
+   */
+  listen?: { host?: string; port?: number };
   /** Give up when the receiver is silent this long (connect included). Default 30 s. */
   timeoutMs?: number;
   /** Bytes per DATA frame. Default 1 MiB. */
@@ -49,7 +68,8 @@ export interface SendOptions {
   stdin?: Readable;
   /**
    * The receiver's one-time code: the session is encrypted and both sides
-   * authenticated by it (docs/security.md). Required unless `insecure`.
+   * authenticated by it (docs/security.md). Required unless `insecure`, or
+   * the sender goes first (`listen`, or `relay` without one: a fresh one is made).
    */
   code?: string;
   /** Plain TCP, no code: only with a receiver that is --insecure too. */
@@ -118,10 +138,11 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   emitPlan(entries, emit);
 
   const results = new Results(emit);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const link = linkFor(options, { timeoutMs, code: options.code, insecure: options.insecure ?? false, signal: options.signal, emit });
   const ctx: SendContext = {
-    host: options.host,
-    port: options.port,
-    timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    link,
+    timeoutMs,
     forced,
     emit,
     results,
@@ -129,18 +150,22 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     pool: undefined,
     limiter,
     stdin: options.stdin ?? process.stdin,
-    code: options.code,
     signal: options.signal,
     // Sending a folder again is the common case; a lost verdict is the other: a retry finds the file there.
     probe: { first: options.skipSame ?? entries.some((e) => e.kind === 'directory'), retries: options.skipSame !== false },
     update: options.update ?? false,
     compress: { wanted: options.compress ?? false, notice: options.onNotice, told: false },
   };
-  const failure = await sendWithRetries(entries, ctx, { retries, firstDelayMs: options.retryDelayMs ?? 1000, waitMs });
+  let failure: AttemptFailure | undefined;
+  try {
+    failure = await sendWithRetries(entries, ctx, { retries, firstDelayMs: options.retryDelayMs ?? 1000, waitMs });
+  } finally {
+    link.close();
+  }
   const error = failure?.error;
   if (error) {
     results.failRest(entries, error);
-    emit({ event: 'error', code: error.code, message: error.message, exitCode: exitCodeOf(error.code), name: failure.during?.name });
+    emit({ event: 'error', code: error.code, message: error.message, exitCode: exitCodeOf(error.code), name: failure?.during?.name });
   }
   const files = results.of(entries);
   const exitCode = Math.max(0, ...files.map((r) => exitCodeOf(r.code)));
@@ -178,7 +203,12 @@ function checkOptions(options: SendOptions): Checked {
   const retries = options.retries ?? 0;
   if (!Number.isInteger(retries) || retries < 0) throw new FerryError('ERR_USAGE', `retries must be a whole number, not ${retries}`);
   if (options.code !== undefined && options.insecure) throw new FerryError('ERR_USAGE', 'a code and --insecure do not go together');
-  if (options.code === undefined && !options.insecure) {
+  const ways = [options.host !== undefined, options.relay !== undefined, options.listen !== undefined].filter(Boolean).length;
+  if (ways !== 1) throw new FerryError('ERR_USAGE', 'say how to reach the receiver, once: --to HOST, --relay HOST, or --listen');
+  if (options.relay && options.insecure) throw new FerryError('ERR_USAGE', '--insecure does not go through a relay: the code names the room');
+  // Going first, the sender makes the code; otherwise it must have the receiver's.
+  const first = options.listen !== undefined || options.relay !== undefined;
+  if (options.code === undefined && !options.insecure && !first) {
     throw new FerryError('ERR_USAGE', "a code is needed: --code CODE (or FERRY_CODE) as the receiver printed it; or --insecure on both sides");
   }
   if (options.code !== undefined) normalizeCode(options.code);
@@ -189,6 +219,13 @@ function checkOptions(options: SendOptions): Checked {
   const limiter = rateLimiter(options.limitRate);
   // A frame over the burst would go as one write after a long wait: at 16 KiB/s a 1 MiB frame is 64 s of silence for the receiver.
   return { forced, retries, chunkSize: limiter ? Math.min(chunkSize, limiter.burst) : chunkSize, waitMs, limiter };
+}
+
+/** The link the options ask for (link.ts). */
+function linkFor(options: SendOptions, ctx: LinkContext): Link {
+  if (options.relay) return relayLink({ host: options.relay.host, port: options.relay.port ?? RELAY_DEFAULT_PORT }, ctx);
+  if (options.listen) return listenLink({ host: options.listen.host, port: options.listen.port ?? DEFAULT_PORT }, ctx);
+  return directLink({ host: options.host!, port: options.port ?? DEFAULT_PORT }, ctx);
 }
 
 function emitPlan(entries: readonly Entry[], emit: EventListener): void {
