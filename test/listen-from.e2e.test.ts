@@ -15,6 +15,7 @@ import { secureClient } from '../src/secure/index.js';
 import { WORDS } from '../src/secure/words.js';
 import { ferry, ferryUncoded, type FerryProcess } from './support/cli.js';
 import { fingerprint, tempDir, within, writeSample } from './support/files.js';
+import { startProxy } from './support/proxy.js';
 
 const MiB = 1024 * 1024;
 
@@ -114,6 +115,26 @@ describe('send --listen, receive --from', () => {
     expect(fingerprint(await readFile(join(dst, 'f.bin')))).toEqual(fingerprint(file.content));
     // Every refused stranger was told so on the sender's side, as a receiver reports them.
     expect(tx.events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_BAD_CODE' }));
+  }, 90_000);
+
+  test("a cut mid-file: receive --from dials again, the listening sender's retry takes it and resumes", async () => {
+    const file = await writeSample(await tempDir(), 'big.bin', 8 * MiB);
+    const dst = await tempDir();
+    const tx = ferryUncoded(['send', file.path, '--listen', '--host', '127.0.0.1', '--port', '0', '--json', '--retries', '3', '--retry-delay', '0.2']);
+    const { port, code } = await listeningOf(tx);
+    // The receiver dials the sender through a proxy that cuts the first connection 3 MiB into the sender's data.
+    const proxy = await startProxy({ host: '127.0.0.1', port }, { cutAfterReverse: 3 * MiB, onlyFirst: 1 });
+    try {
+      const rx = ferry(['receive', '--json', '--from', `127.0.0.1:${proxy.port}`, '--code', code, '--dir', dst]);
+      expect(await rx.exit(60_000), rx.stderr()).toBe(0);
+      expect(await tx.exit(15_000), tx.stderr()).toBe(0);
+      expect(tx.events).toContainEqual(expect.objectContaining({ event: 'retry', attempt: 1 }));
+      const sent = tx.events.find((e) => e.event === 'sent' && e.name === 'big.bin');
+      expect(sent?.resumedFrom as number).toBeGreaterThan(0);
+      expect(fingerprint(await readFile(join(dst, 'big.bin')))).toEqual(fingerprint(file.content));
+    } finally {
+      await proxy.close();
+    }
   }, 90_000);
 
   test('the library: send({ listen }) and receive({ from }), typed as the CLI options', async () => {

@@ -24,7 +24,8 @@ interface Relay {
   kill(): Promise<void>;
 }
 
-const RELAYS: Array<[string, () => Promise<Relay>]> = [['the transit relay (twist3)', () => startTransitRelay()]];
+/** Each relay, started on 127.0.0.1 at `port` (0: the OS chooses). */
+const RELAYS: Array<[string, (port?: number) => Promise<Relay>]> = [['the transit relay (twist3)', (port) => startTransitRelay(port)]];
 
 /** Every file under `dir` (relative path → fingerprint) and every folder, for comparing trees. */
 async function tree(dir: string): Promise<Record<string, unknown>> {
@@ -148,5 +149,29 @@ describe.each(RELAYS)('through %s', (_name, startRelay) => {
     }
     rx.child.kill('SIGINT');
     expect(await rx.exit(15_000)).toBe(130);
+  }, 90_000);
+
+  test('the relay killed mid-transfer and started again: the receiver re-dials into its room, the sender retries, and the file resumes', async () => {
+    const relay = await startRelay();
+    const at = `127.0.0.1:${relay.port}`;
+    const dst = await tempDir();
+    const file = await writeSample(await tempDir(), 'big.bin', 6 * MiB);
+    const rx = ferryUncoded(['receive', '--json', '--relay', at, '--dir', dst]);
+    const code = await codeOf(rx, 'receive', at);
+    const tx = ferry(['send', file.path, '--relay', at, '--json', '--limit-rate', '2M', '--retries', '8', '--retry-delay', '0.2'], { FERRY_CODE: code });
+    await rx.waitFor((e) => e.event === 'progress' && (e.done as number) >= MiB, 30_000);
+    await relay.kill();
+    const again = await startRelay(relay.port);
+    try {
+      expect(await tx.exit(60_000), tx.stderr()).toBe(0);
+      expect(tx.events).toContainEqual(expect.objectContaining({ event: 'retry' }));
+      const sent = tx.events.find((e: Json) => e.event === 'sent' && e.name === 'big.bin');
+      expect(sent?.resumedFrom as number).toBeGreaterThanOrEqual(MiB);
+      expect(fingerprint(await readFile(join(dst, 'big.bin')))).toEqual(fingerprint(file.content));
+    } finally {
+      rx.child.kill('SIGINT');
+      expect(await rx.exit(15_000)).toBe(130);
+      await again.kill();
+    }
   }, 90_000);
 });

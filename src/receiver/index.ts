@@ -161,6 +161,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   let source: SessionSource | undefined;
   const rejoin = fetching && options.stdout === undefined ? new Rejoin(timeoutMs, (code) => void shutdown(null, code)) : undefined;
   const sessions = new Sessions(once, {
+    oneAtATime: options.from !== undefined,
     claimed: () => {
       rejoin?.arrived();
       source?.hold();

@@ -14,10 +14,10 @@ export class Sessions {
   private readonly running = new Map<ReceiverConnection, Promise<SessionEnd>>();
   private owner: ReceiverConnection | null = null;
   private readonly once: boolean;
-  private readonly hooks: { claimed(): void; ownerDone(end: SessionEnd): void };
+  private readonly hooks: { claimed(): void; ownerDone(end: SessionEnd): void; oneAtATime?: boolean };
 
   /** `claimed`: a --once receiver found its sender (stop accepting); `ownerDone`: that sender's session ended, as `end` says. */
-  constructor(once: boolean, hooks: { claimed(): void; ownerDone(end: SessionEnd): void }) {
+  constructor(once: boolean, hooks: { claimed(): void; ownerDone(end: SessionEnd): void; oneAtATime?: boolean }) {
     this.once = once;
     this.hooks = hooks;
   }
@@ -36,7 +36,8 @@ export class Sessions {
     this.running.set(conn, session);
     void session.then((end) => {
       this.running.delete(conn);
-      if (conn === this.owner) this.hooks.ownerDone(end);
+      // A fetch dials one connection at a time: one that ends before its HELLO ends the wait for it too.
+      if (conn === this.owner || (this.hooks.oneAtATime && this.owner === null)) this.hooks.ownerDone(end);
     });
   }
 

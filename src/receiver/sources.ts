@@ -83,9 +83,11 @@ interface LoopDeps {
  */
 abstract class OutgoingSource implements SessionSource {
   abstract readonly where: Whereabouts;
-  protected running = false;
+  private running = false;
   protected closed = false;
   protected readonly stop = new AbortController();
+  /** Counts reopen()s: a loop from before a hold() that is still sleeping must not run on beside the new one. */
+  private generation = 0;
 
   hold(): void {
     this.running = false;
@@ -94,7 +96,8 @@ abstract class OutgoingSource implements SessionSource {
   reopen(): void {
     if (this.closed || this.running) return;
     this.running = true;
-    void this.loop();
+    const generation = ++this.generation;
+    void this.loop(() => this.running && !this.closed && this.generation === generation);
   }
 
   close(): void {
@@ -103,7 +106,8 @@ abstract class OutgoingSource implements SessionSource {
     this.hold();
   }
 
-  protected abstract loop(): Promise<void>;
+  /** Connects until `live()` turns false (held or closed), handing each connection on. */
+  protected abstract loop(live: () => boolean): Promise<void>;
 }
 
 /**
@@ -141,14 +145,14 @@ export class RelayRoom extends OutgoingSource {
     this.seat = null;
   }
 
-  protected async loop(): Promise<void> {
+  protected async loop(live: () => boolean): Promise<void> {
     let failures = 0;
     let reachedAt = performance.now();
-    while (this.running && !this.closed) {
+    while (live()) {
       let waitMs: number | undefined;
       try {
         const seat = this.seat ?? (await Seat.join(this.relay, RECEIVER_SIDE, this.nameplate));
-        if (!this.running) {
+        if (!live()) {
           seat.leave();
           return;
         }
@@ -162,7 +166,7 @@ export class RelayRoom extends OutgoingSource {
         this.accept(socket);
       } catch (caught) {
         this.seat = null;
-        if (!this.running || this.closed) return;
+        if (!live()) return;
         const err = toFerryError(caught);
         // Not a relay, or nobody where the code said: no re-dial cures that.
         if (err.code === 'ERR_RELAY' || (err.code === 'ERR_TIMEOUT' && waitMs !== undefined)) {
@@ -213,17 +217,17 @@ export class FromSender extends OutgoingSource {
     this.deps = deps;
   }
 
-  protected async loop(): Promise<void> {
+  protected async loop(live: () => boolean): Promise<void> {
     const first = !this.dialled;
     this.dialled = true;
-    for (let failures = 0; this.running && !this.closed; ) {
+    for (let failures = 0; live(); ) {
       try {
         const socket = await dial({ ...this.target, timeoutMs: this.deps.timeoutMs, signal: this.stop.signal, expecting: '`ferry send --listen`' });
         const secured =
           this.code === undefined
             ? socket
             : await secureClient(socket, this.code, { timeoutMs: this.deps.timeoutMs, signal: this.stop.signal, peerRole: 'sender' });
-        this.running = false;
+        this.hold();
         this.start(secured);
         return;
       } catch (caught) {
@@ -231,7 +235,7 @@ export class FromSender extends OutgoingSource {
         const err = toFerryError(caught);
         // The first dial fails at once, as `send --to` does; a wrong code is final whenever it comes.
         if (first || !RETRY_DIAL.has(err.code)) {
-          this.running = false;
+          this.hold();
           this.deps.failed(err);
           return;
         }
