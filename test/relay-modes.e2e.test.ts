@@ -64,6 +64,15 @@ async function codeOf(proc: FerryProcess, side: 'send' | 'receive', relay: strin
   return code;
 }
 
+/** The sender exits 0 after at least one retry, its file resumed from at least `from` bytes, and it arrived whole. */
+async function expectResumed(tx: FerryProcess, saved: string, content: Buffer, from: number): Promise<void> {
+  expect(await tx.exit(60_000), tx.stderr()).toBe(0);
+  expect(tx.events).toContainEqual(expect.objectContaining({ event: 'retry', attempt: 1 }));
+  const sent = tx.events.find((e: Json) => e.event === 'sent');
+  expect(sent?.resumedFrom as number).toBeGreaterThanOrEqual(from);
+  expect(fingerprint(await readFile(saved))).toEqual(fingerprint(content));
+}
+
 describe.each(RELAYS)('through %s', (_name, startRelay) => {
   test('receiver first: receive --relay prints a code, send --relay --code delivers a folder and a file, verified', async () => {
     const relay = await startRelay();
@@ -139,11 +148,7 @@ describe.each(RELAYS)('through %s', (_name, startRelay) => {
     const proxy = await startProxy({ host: '127.0.0.1', port: relay.port }, { cutAfter: 3 * MiB, onlyFirst: 1 });
     try {
       const tx = ferry(['send', file.path, '--relay', `127.0.0.1:${proxy.port}`, '--json', '--retries', '3', '--retry-delay', '0.2'], { FERRY_CODE: code });
-      expect(await tx.exit(60_000), tx.stderr()).toBe(0);
-      expect(tx.events).toContainEqual(expect.objectContaining({ event: 'retry', attempt: 1 }));
-      const sent = tx.events.find((e: Json) => e.event === 'sent' && e.name === 'big.bin');
-      expect(sent?.resumedFrom as number).toBeGreaterThan(0);
-      expect(fingerprint(await readFile(join(dst, 'big.bin')))).toEqual(fingerprint(file.content));
+      await expectResumed(tx, join(dst, 'big.bin'), file.content, 1);
     } finally {
       await proxy.close();
     }
@@ -163,11 +168,7 @@ describe.each(RELAYS)('through %s', (_name, startRelay) => {
     await relay.kill();
     const again = await startRelay(relay.port);
     try {
-      expect(await tx.exit(60_000), tx.stderr()).toBe(0);
-      expect(tx.events).toContainEqual(expect.objectContaining({ event: 'retry' }));
-      const sent = tx.events.find((e: Json) => e.event === 'sent' && e.name === 'big.bin');
-      expect(sent?.resumedFrom as number).toBeGreaterThanOrEqual(MiB);
-      expect(fingerprint(await readFile(join(dst, 'big.bin')))).toEqual(fingerprint(file.content));
+      await expectResumed(tx, join(dst, 'big.bin'), file.content, MiB);
     } finally {
       rx.child.kill('SIGINT');
       expect(await rx.exit(15_000)).toBe(130);

@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { EventListener } from '../events.js';
 import { exitCodeOf } from '../exit-codes.js';
 import { FerryError, toFerryError } from '../protocol/errors.js';
-import { Seat, relayName, type RelayOptions } from '../relay/client.js';
+import { RELAY_GIVE_UP_MS, Seat, redialDelayMs, relayName, type RelayOptions } from '../relay/client.js';
 import { RECEIVER_SIDE } from '../relay/wire.js';
 import { secureClient } from '../secure/index.js';
 import { dial } from '../sender/dial.js';
@@ -32,24 +32,6 @@ export interface SessionSource {
   /** Connections again: a fetch whose session was cut waits for its sender to come back. */
   reopen(): void;
   close(): void;
-}
-
-/**
- * A re-dial after a failure waits this long, doubling up to the cap: a relay
- * restarting comes back within seconds, and one that stays away costs a
- * connect attempt every 16 s.
- */
-export const REDIAL_FIRST_MS = 1000;
-export const REDIAL_MAX_MS = 16_000;
-/**
- * A receiver that cannot reach its relay for this long gives up (ERR_CONNECT
- * or the relay's error): as long as a relay keeps a nameplate held after the
- * room empties, so its code never outlives its room.
- */
-export const RELAY_GIVE_UP_MS = 10 * 60_000;
-
-export function redialDelayMs(failures: number): number {
-  return Math.min(REDIAL_FIRST_MS * 2 ** Math.max(0, failures - 1), REDIAL_MAX_MS);
 }
 
 /** The receiver's own port; the server's 'connection' goes to the accept path. */

@@ -9,6 +9,7 @@
  * lines is ERR_RELAY, in ferry's own words.
  */
 import type { Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError, abortError } from '../protocol/errors.js';
 import { dial } from '../sender/dial.js';
 import { RELAY_BAD, RELAY_MAX_LINE, RELAY_OK, allocateLine, parseNameplate, randomNameplate, relayLine, roomToken } from './wire.js';
@@ -27,6 +28,24 @@ export interface RelayOptions {
  * within about a minute and a half instead of never.
  */
 const KEEPALIVE_MS = 30_000;
+
+/**
+ * A re-dial after a failure waits this long, doubling up to the cap: a relay
+ * restarting comes back within seconds, and one that stays away costs a
+ * connect attempt every 16 s.
+ */
+export const REDIAL_FIRST_MS = 1000;
+export const REDIAL_MAX_MS = 16_000;
+/**
+ * A receiver that cannot reach its relay for this long gives up (ERR_CONNECT
+ * or the relay's error): as long as a relay keeps a nameplate held after the
+ * room empties, so its code never outlives its room.
+ */
+export const RELAY_GIVE_UP_MS = 10 * 60_000;
+
+export function redialDelayMs(failures: number): number {
+  return Math.min(REDIAL_FIRST_MS * 2 ** Math.max(0, failures - 1), REDIAL_MAX_MS);
+}
 
 /** A connection sitting in a room of the relay, not yet paired. */
 export class Seat {
@@ -202,5 +221,31 @@ class LineReader {
     const wake = this.wake;
     this.wake = null;
     wake?.();
+  }
+}
+
+/**
+ * Waits in `seat`'s room for a peer as long as it takes (a side that went
+ * first): when the relay drops the seat (an idle limit, a restart), a new
+ * one is taken in the same room, after redialDelayMs(), until the relay has
+ * been out of reach for RELAY_GIVE_UP_MS.
+ */
+export async function pairedPatiently(relay: RelayOptions, side: string, first: Seat): Promise<Socket> {
+  let seat: Seat | null = first;
+  let reachedAt = performance.now();
+  for (let failures = 0; ; ) {
+    try {
+      seat ??= await Seat.join(relay, side, first.nameplate);
+      reachedAt = performance.now();
+      return await seat.paired(undefined, relay.signal);
+    } catch (err) {
+      seat = null;
+      const e = err instanceof FerryError ? err : new FerryError('ERR_CONNECTION_LOST', String(err));
+      if (relay.signal?.aborted || (e.code !== 'ERR_CONNECTION_LOST' && e.code !== 'ERR_CONNECT' && e.code !== 'ERR_TIMEOUT')) throw e;
+      if (performance.now() - reachedAt > RELAY_GIVE_UP_MS) throw e;
+      await sleep(redialDelayMs(++failures), undefined, { signal: relay.signal }).catch(() => {
+        throw abortError(relay.signal);
+      });
+    }
   }
 }

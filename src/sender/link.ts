@@ -16,7 +16,7 @@ import type { EventListener } from '../events.js';
 import { exitCodeOf } from '../exit-codes.js';
 import { FerryError, abortError } from '../protocol/errors.js';
 import { Admission, type Ticket } from '../receiver/admission.js';
-import { Seat, relayName, type RelayOptions } from '../relay/client.js';
+import { Seat, pairedPatiently, relayName, type RelayOptions } from '../relay/client.js';
 import { SENDER_SIDE } from '../relay/wire.js';
 import { CodeGuard, codeNumber, generateCode, prepareClient, secureClient } from '../secure/index.js';
 import { dial } from './dial.js';
@@ -62,19 +62,20 @@ export function relayLink(relay: { host: string; port: number }, ctx: LinkContex
   let closed = false;
   return {
     async connect() {
-      let waitMs: number | undefined = ctx.timeoutMs;
+      let socket: Socket;
       if (code === undefined) {
-        seat = await Seat.allocate(options, SENDER_SIDE);
-        code = generateCode(seat.nameplate);
+        const first = await Seat.allocate(options, SENDER_SIDE);
+        code = generateCode(first.nameplate);
         // The password hash (~50 ms) runs while the receiver is on its way.
         prepareClient(code);
         ctx.emit({ event: 'listening', relay: relayName(relay), code, side: 'send' });
-        waitMs = undefined;
+        seat = first;
+        socket = await pairedPatiently(options, SENDER_SIDE, first);
       } else {
         seat = await Seat.join(options, SENDER_SIDE, codeNumber(code));
+        if (closed) seat.leave();
+        socket = await seat.paired(ctx.timeoutMs, ctx.signal);
       }
-      if (closed) seat.leave();
-      const socket = await seat.paired(waitMs, ctx.signal);
       seat = null;
       return secureClient(socket, code, { timeoutMs: ctx.timeoutMs, signal: ctx.signal });
     },
