@@ -208,7 +208,7 @@ describe('integrity and failures', () => {
   });
 
   test.each([
-    [['send', 'x'], /Missing required argument: to/],
+    [['send', 'x'], /--to HOST, --relay HOST \(or FERRY_RELAY\), or --listen/],
     [['send', '--to', 'h'], /^ferry: name at least one FILE to send$/m],
     [['send', 'x', '--to', 'host:99999'], /port must be 0 to 65535/],
     [['receive', '--port', 'abc'], /port/],

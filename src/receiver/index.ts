@@ -193,7 +193,10 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     emit,
     refusing: () => closing !== null || sessions.taken,
     admitted: (secured, plain, ticket) => {
-      if (sessions.size >= maxSessions) {
+      // --insecure (a ticket still to authenticate): the session is what authenticates, at its HELLO; the cap is for proven senders.
+      if (ticket) {
+        startSession(secured, ticket);
+      } else if (sessions.size >= maxSessions) {
         admission.log.note('sessions', `${maxSessions} sessions are running; told ${formatPeer(plain.remoteAddress, plain.remotePort)} to come back (ERR_BUSY)`);
         secured.end(encodeAbort('ERR_BUSY', 'the receiver is serving as many senders as it can; try again'));
       } else {
