@@ -8,6 +8,7 @@
  * (Debian's, an independent implementation of the pairing line).
  */
 import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { join, relative } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { WORDS } from '../src/secure/words.js';
@@ -176,3 +177,24 @@ describe.each(RELAYS)('through %s', (_name, startRelay) => {
     }
   }, 90_000);
 });
+
+test('a relay that answers something else: exit 5 (ERR_RELAY), one line in ferry\'s words, nothing of its answer shown', async () => {
+  const junk = createServer((socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => socket.write('HTTP/1.1 400 \u001b[2Jgo away\r\n'));
+  });
+  await new Promise<void>((resolve) => junk.listen(0, '127.0.0.1', resolve));
+  try {
+    const at = `127.0.0.1:${(junk.address() as AddressInfo).port}`;
+    for (const args of [['receive', '--relay', at, '--dir', await tempDir()], ['send', __filename, '--relay', at]]) {
+      const proc = ferryUncoded([...args, '--json']);
+      expect(await proc.exit(15_000), proc.stderr()).toBe(5);
+      expect(proc.events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_RELAY', exitCode: 5 }));
+      const stderr = proc.stderr();
+      expect(stderr.trim().split('\n')).toHaveLength(1);
+      expect(stderr).not.toMatch(/HTTP|go away|\u001b/);
+    }
+  } finally {
+    await new Promise((resolve) => junk.close(resolve));
+  }
+}, 60_000);

@@ -23,6 +23,13 @@ export interface RelayOptions {
 }
 
 /**
+ * ferry's relay when a limit is full (docs/protocol.md, section 10.4): not
+ * this client's fault, so it is ERR_BUSY, which a sender retries and a
+ * waiting receiver re-dials after. (RELAY_BUSY in wire.ts on branch relay.)
+ */
+const BUSY = 'busy\n';
+
+/**
  * A waiting connection: idle TCP through a home router or a relay's load
  * balancer is cut silently after minutes; keepalive notices a dead relay
  * within about a minute and a half instead of never.
@@ -91,7 +98,7 @@ export class Seat {
     const nameplate = parseNameplate(line);
     if (nameplate === null) {
       socket.destroy();
-      throw notRelay(relayName(relay), 'a room number');
+      throw line === BUSY ? busy(relayName(relay)) : notRelay(relayName(relay), 'a room number');
     }
     return new Seat(socket, reader, nameplate, relayName(relay));
   }
@@ -113,7 +120,7 @@ export class Seat {
     if (line === null) throw new FerryError('ERR_CONNECTION_LOST', `the relay ${this.where} closed the connection before a peer came to room ${this.nameplate}`);
     if (line !== RELAY_OK) {
       this.socket.destroy();
-      throw notRelay(this.where, '"ok"');
+      throw line === BUSY ? busy(this.where) : notRelay(this.where, '"ok"');
     }
     this.reader.release();
     return this.socket;
@@ -131,6 +138,10 @@ export function relayName(relay: { host: string; port: number }): string {
 
 function dialRelay(relay: RelayOptions): Promise<Socket> {
   return dial({ host: relay.host, port: relay.port, timeoutMs: relay.timeoutMs, signal: relay.signal, expecting: 'a relay' });
+}
+
+function busy(at: string): FerryError {
+  return new FerryError('ERR_BUSY', `the relay ${at} is full; try again later`);
 }
 
 function notRelay(at: string, expected: string): FerryError {
@@ -224,6 +235,9 @@ class LineReader {
   }
 }
 
+/** A seat lost these ways may be taken again; anything else (ERR_RELAY, a signal) is final. */
+const REJOINABLE: ReadonlySet<string> = new Set(['ERR_CONNECTION_LOST', 'ERR_CONNECT', 'ERR_TIMEOUT', 'ERR_BUSY']);
+
 /**
  * Waits in `seat`'s room for a peer as long as it takes (a side that went
  * first): when the relay drops the seat (an idle limit, a restart), a new
@@ -241,7 +255,7 @@ export async function pairedPatiently(relay: RelayOptions, side: string, first: 
     } catch (err) {
       seat = null;
       const e = err instanceof FerryError ? err : new FerryError('ERR_CONNECTION_LOST', String(err));
-      if (relay.signal?.aborted || (e.code !== 'ERR_CONNECTION_LOST' && e.code !== 'ERR_CONNECT' && e.code !== 'ERR_TIMEOUT')) throw e;
+      if (relay.signal?.aborted || !REJOINABLE.has(e.code)) throw e;
       if (performance.now() - reachedAt > RELAY_GIVE_UP_MS) throw e;
       await sleep(redialDelayMs(++failures), undefined, { signal: relay.signal }).catch(() => {
         throw abortError(relay.signal);
