@@ -412,3 +412,6 @@ function strangerEmit(admission: Admission, ticket: Ticket, emit: EventListener)
     if (allowed) emit({ ...event, message: event.message + allowed.suffix });
   };
 }
+
+/** Binds a server as a receiver does (src/accept.ts), for other servers of ferry's (the relay). */
+export { listen } from '../accept.js';
