@@ -5,11 +5,14 @@
  * and any other answer is ERR_RELAY in ferry's words (nothing of it shown),
  * or ERR_BUSY for ferry's relay's `busy\n`.
  */
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
+import { receive, send } from '../src/index.js';
 import { Seat } from '../src/relay/client.js';
 import { RECEIVER_SIDE, SENDER_SIDE, allocateLine, parseRelayRequest, relayLine, roomToken } from '../src/relay/wire.js';
-import { within } from './support/files.js';
+import { tempDir, within, writeSample } from './support/files.js';
+
+const CODE = '7-orbit-velvet-cactus';
 
 const servers = new Set<Server>();
 afterEach(async () => {
@@ -24,15 +27,17 @@ async function scriptedRelay(script: (socket: Socket, line: string, index: numbe
   const server = createServer((socket) => {
     const index = count++;
     let held = '';
-    socket.on('data', (chunk) => {
+    // One line per connection, as a relay reads: what follows it is the script's.
+    const onData = (chunk: Buffer): void => {
       held += chunk.toString('latin1');
       const newline = held.indexOf('\n');
       if (newline === -1) return;
       const line = held.slice(0, newline + 1);
-      held = held.slice(newline + 1);
       lines.push(line);
+      socket.off('data', onData);
       script(socket, line, index);
-    });
+    };
+    socket.on('data', onData);
     socket.on('error', () => {});
   });
   servers.add(server);
@@ -109,5 +114,26 @@ describe('the relay client', () => {
     const relay = await scriptedRelay(() => {});
     const seat = await Seat.join(relayAt(relay.port), SENDER_SIDE, 812);
     await expect(within(seat.paired(200, undefined), 5000, 'the wait')).rejects.toMatchObject({ code: 'ERR_TIMEOUT', message: expect.stringContaining('room 812') });
+  });
+
+  test('send --relay --code: a seat the relay closes unpaired (the transit relay drops the other senders in a room it pairs) is taken again within the timeout', async () => {
+    const dir = await tempDir();
+    const rx = await receive({ dir, host: '127.0.0.1', port: 0, code: CODE, once: true });
+    // Connection 0 is closed without a word; connection 1 is paired with a real receiver behind the "relay".
+    const relay = await scriptedRelay((socket, _line, index) => {
+      if (index === 0) {
+        socket.end();
+        return;
+      }
+      socket.write('ok\n');
+      const up = connect({ host: '127.0.0.1', port: rx.port });
+      up.on('error', () => socket.destroy());
+      socket.pipe(up).pipe(socket);
+    });
+    const file = await writeSample(await tempDir(), 'a.bin', 50_000);
+    const summary = await within(send({ files: [file.path], relay: { host: '127.0.0.1', port: relay.port }, code: CODE }), 20_000, 'the send');
+    expect(summary.exitCode, String(summary.error)).toBe(0);
+    expect(relay.lines).toHaveLength(2);
+    expect(await within(rx.done, 10_000, 'the receiver')).toBe(0);
   });
 });

@@ -138,6 +138,21 @@ describe.each(RELAYS)('through %s', (_name, startRelay) => {
     expect(await readdir(dst)).toEqual([]);
   }, 60_000);
 
+  test('three senders at once to one receiver: each is paired in turn (a seat the relay drops unpaired is taken again), all delivered', async () => {
+    const relay = await startRelay();
+    const at = `127.0.0.1:${relay.port}`;
+    const dst = await tempDir();
+    const src = await tempDir();
+    const files = await Promise.all([1, 2, 3].map((n) => writeSample(src, `f${n}.bin`, n * 300_000)));
+    const rx = ferryUncoded(['receive', '--json', '--relay', at, '--dir', dst]);
+    const code = await codeOf(rx, 'receive', at);
+    const senders = files.map((f) => ferry(['send', f.path, '--relay', at, '--json'], { FERRY_CODE: code }));
+    for (const tx of senders) expect(await tx.exit(60_000), tx.stderr()).toBe(0);
+    for (const f of files) expect(fingerprint(await readFile(join(dst, f.path.split('/').at(-1)!)))).toEqual(fingerprint(f.content));
+    rx.child.kill('SIGINT');
+    expect(await rx.exit(15_000)).toBe(130);
+  }, 90_000);
+
   test("a sender's connection cut mid-file: its retry joins the same room and resumes", async () => {
     const relay = await startRelay();
     const at = `127.0.0.1:${relay.port}`;

@@ -11,6 +11,7 @@
  * listens and strangers may connect.
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { acceptor, listen } from '../accept.js';
 import type { EventListener } from '../events.js';
 import { exitCodeOf } from '../exit-codes.js';
@@ -20,6 +21,9 @@ import { Seat, pairedPatiently, relayName, type RelayOptions } from '../relay/cl
 import { SENDER_SIDE } from '../relay/wire.js';
 import { CodeGuard, codeNumber, generateCode, prepareClient, secureClient } from '../secure/index.js';
 import { dial } from './dial.js';
+
+/** Before taking a seat the relay closed unpaired again: not at once, in case the relay closes every newcomer. */
+const REJOIN_PAUSE_MS = 250;
 
 export interface Link {
   /** The socket for the next attempt; rejects when the receiver was not reached. */
@@ -60,6 +64,26 @@ export function relayLink(relay: { host: string; port: number }, ctx: LinkContex
   let code = ctx.code;
   let seat: Seat | null = null;
   let closed = false;
+  /**
+   * Joins the room of `code` and waits for the receiver at most the timeout
+   * in all. A seat the relay closes unpaired is taken again meanwhile: the
+   * transit relay drops the other senders waiting in a room when it pairs
+   * one (docs/protocol.md, section 10.5), and that is no wrong address.
+   */
+  async function joinWithin(code: string): Promise<Socket> {
+    const deadline = performance.now() + ctx.timeoutMs;
+    for (;;) {
+      seat = await Seat.join(options, SENDER_SIDE, codeNumber(code));
+      if (closed) seat.leave();
+      try {
+        return await seat.paired(Math.max(1, deadline - performance.now()), ctx.signal);
+      } catch (err) {
+        if (!(err instanceof FerryError) || err.code !== 'ERR_CONNECTION_LOST' || closed || deadline - performance.now() < REJOIN_PAUSE_MS) throw err;
+        await sleep(REJOIN_PAUSE_MS, undefined, { signal: ctx.signal });
+      }
+    }
+  }
+
   return {
     async connect() {
       let socket: Socket;
@@ -72,9 +96,7 @@ export function relayLink(relay: { host: string; port: number }, ctx: LinkContex
         seat = first;
         socket = await pairedPatiently(options, SENDER_SIDE, first);
       } else {
-        seat = await Seat.join(options, SENDER_SIDE, codeNumber(code));
-        if (closed) seat.leave();
-        socket = await seat.paired(ctx.timeoutMs, ctx.signal);
+        socket = await joinWithin(code);
       }
       seat = null;
       return secureClient(socket, code, { timeoutMs: ctx.timeoutMs, signal: ctx.signal });
