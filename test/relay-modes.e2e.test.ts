@@ -172,6 +172,26 @@ describe.each(RELAYS)('through %s', (_name, startRelay) => {
     expect(await rx.exit(15_000)).toBe(130);
   }, 90_000);
 
+  test('sender first, the relay killed mid-transfer and started again: the fetching receiver takes a new seat, the sender retries, and the file resumes', async () => {
+    const relay = await startRelay();
+    const at = `127.0.0.1:${relay.port}`;
+    const dst = await tempDir();
+    const file = await writeSample(await tempDir(), 'big.bin', 6 * MiB);
+    const tx = ferryUncoded(['send', file.path, '--relay', at, '--json', '--limit-rate', '2M', '--retries', '8', '--retry-delay', '0.2']);
+    const code = await codeOf(tx, 'send', at);
+    const rx = ferry(['receive', '--json', '--relay', at, '--code', code, '--dir', dst]);
+    await rx.waitFor((e) => e.event === 'progress' && (e.done as number) >= MiB, 30_000);
+    await relay.kill();
+    const again = await startRelay(relay.port);
+    try {
+      await expectResumed(tx, join(dst, 'big.bin'), file.content, MiB);
+      // The receiver ends with its sender, as it would have without the cut.
+      expect(await rx.exit(15_000), rx.stderr()).toBe(0);
+    } finally {
+      await again.kill();
+    }
+  }, 90_000);
+
   test('the relay killed mid-transfer and started again: the receiver re-dials into its room, the sender retries, and the file resumes', async () => {
     const relay = await startRelay();
     const at = `127.0.0.1:${relay.port}`;
