@@ -11,6 +11,7 @@ import { PROTOCOL_VERSION } from './protocol/constants.js';
 import { FerryError } from './protocol/errors.js';
 import { MIN_RATE, parseRate } from './rate-limit.js';
 import { checkCode } from './secure/code.js';
+import { DEFAULT_FIND_MS } from './discovery/find.js';
 import { DEFAULT_PORT, type ReceiveOptions } from './receiver/index.js';
 import { RELAY_DEFAULT_PORT } from './relay/wire.js';
 import type { SendOptions } from './sender/index.js';
@@ -24,9 +25,9 @@ export interface OutputArgs {
 
 /** What `ferry send` will do. `code` is absent when none was given (main.ts may ask for it) and with --insecure. */
 export type SendRequest = Required<Pick<SendOptions, 'files' | 'insecure' | 'timeoutMs' | 'retries' | 'retryDelayMs' | 'waitMs' | 'update' | 'compress'>> &
-  Pick<SendOptions, 'host' | 'port' | 'relay' | 'listen' | 'code' | 'hash' | 'chunkSize' | 'stdinName' | 'limitRate' | 'skipSame'>;
+  Pick<SendOptions, 'host' | 'port' | 'relay' | 'listen' | 'findMs' | 'code' | 'hash' | 'chunkSize' | 'stdinName' | 'limitRate' | 'skipSame'>;
 
-export type ReceiveRequest = Required<Pick<ReceiveOptions, 'dir' | 'once' | 'overwrite' | 'allowUpdate' | 'allowHidden' | 'timeoutMs' | 'fsync' | 'insecure'>> &
+export type ReceiveRequest = Required<Pick<ReceiveOptions, 'dir' | 'once' | 'overwrite' | 'allowUpdate' | 'allowHidden' | 'timeoutMs' | 'fsync' | 'insecure' | 'announce'>> &
   Pick<ReceiveOptions, 'port' | 'code' | 'host' | 'maxSize' | 'limitRate' | 'relay' | 'from'> & {
     /** The one incoming file goes to standard output (messages to stderr). */
     stdout: boolean;
@@ -76,7 +77,8 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
           .option('max-size', { type: 'number', describe: 'refuse files larger than this many bytes' })
           .option('fsync', { type: 'boolean', default: true, describe: 'flush each file to disk before naming it (--no-fsync to skip)' })
           .option('stdout', { type: 'boolean', default: false, describe: 'write the one incoming file to standard output (implies --once; messages go to stderr)' })
-          .option('clean', { type: 'boolean', default: false, describe: 'delete the partial files kept for resuming (.ferry-*.part) under --dir, and exit' }),
+          .option('clean', { type: 'boolean', default: false, describe: 'delete the partial files kept for resuming (.ferry-*.part) under --dir, and exit' })
+          .option('announce', { type: 'boolean', default: true, describe: 'announce this receiver on the LAN each second, so senders may leave out --to (--no-announce: stay quiet; never with --insecure)' }),
       (args) => {
         const output = outputArgs(args);
         parsed = args.clean ? { command: 'clean', output, dir: args.dir } : { command: 'receive', output, options: receiveRequest(args, env) };
@@ -95,7 +97,8 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
           .option('retries', { type: 'number', default: 5, describe: 'new attempts after a broken connection, each resuming where the last stopped' })
           .option('retry-delay', { type: 'number', default: 1, describe: 'seconds before the first retry; doubles each time, at most 16' })
           .option('wait', { type: 'number', default: 0, describe: 'keep trying to reach the receiver this many seconds (for a receiver started after the sender); default: fail at once' })
-          .option('to', { alias: 't', type: 'string', describe: 'receiver as HOST[:PORT] ([IPV6]:PORT), port 7878 by default' })
+          .option('to', { alias: 't', type: 'string', describe: 'receiver as HOST[:PORT] ([IPV6]:PORT), port 7878 by default; without --to, --relay or --listen, the receiver holding the code is found on the LAN' })
+          .option('find-timeout', { type: 'number', default: DEFAULT_FIND_MS / 1000, describe: 'without --to: seconds to listen for receivers on the LAN' })
           .option('relay', { type: 'string', describe: `through a relay, HOST[:PORT] (port ${RELAY_DEFAULT_PORT} by default; default: FERRY_RELAY): with --code to the receiver waiting there, without one first, printing a code` })
           .option('listen', { type: 'boolean', default: false, describe: 'listen for the receiver (receive --from) instead of dialling it; prints a code' })
           .option('host', { type: 'string', describe: 'with --listen: address to listen on (default: all interfaces)' })
@@ -176,6 +179,7 @@ function sendRequest(
     listen: boolean;
     host?: string | undefined;
     port?: number | undefined;
+    'find-timeout': number;
     hash?: string | undefined;
     'chunk-size'?: number | undefined;
     'skip-same'?: boolean | undefined;
@@ -228,6 +232,7 @@ function receiveRequest(
     'max-size'?: number | undefined;
     fsync: boolean;
     stdout: boolean;
+    announce: boolean;
   },
   env: Env,
 ): ReceiveRequest {
@@ -235,9 +240,10 @@ function receiveRequest(
   if (maxSize !== undefined && !(maxSize >= 0)) throw usage('--max-size must be a number of bytes');
   const code = codeOf(args, env);
   const limitRate = limitRateOf(args['limit-rate']);
+  const way = receiveWay(args, env);
   return {
     dir: args.dir,
-    ...receiveWay(args, env),
+    ...way,
     once: args.once,
     overwrite: args.overwrite,
     allowUpdate: args['allow-update'],
@@ -246,6 +252,8 @@ function receiveRequest(
     fsync: args.fsync,
     insecure: args.insecure,
     stdout: args.stdout,
+    // Announced on the LAN only where it listens: at a relay or dialling a sender, nobody on the LAN can reach it that way.
+    announce: args.announce && !args.insecure && way.relay === undefined && way.from === undefined,
     ...(code === undefined ? {} : { code }),
     ...(maxSize === undefined ? {} : { maxSize }),
     ...(limitRate === undefined ? {} : { limitRate }),
@@ -255,12 +263,13 @@ function receiveRequest(
 /**
  * How `ferry send` reaches its receiver: --to, --relay or --listen, one of
  * them. FERRY_RELAY stands for --relay when none is given; any of them
- * given explicitly wins over it (FERRY_RELAY empty counts as unset).
+ * given explicitly wins over it (FERRY_RELAY empty counts as unset). With
+ * none of them and no FERRY_RELAY, the receiver is found on the LAN.
  */
 function sendWay(
-  args: { to?: string | undefined; relay?: string | undefined; listen: boolean; host?: string | undefined; port?: number | undefined },
+  args: { to?: string | undefined; relay?: string | undefined; listen: boolean; host?: string | undefined; port?: number | undefined; insecure: boolean; 'find-timeout': number },
   env: Env,
-): Pick<SendRequest, 'host' | 'port' | 'relay' | 'listen'> {
+): Pick<SendRequest, 'host' | 'port' | 'relay' | 'listen' | 'findMs'> {
   const given = [args.to !== undefined && '--to', args.relay !== undefined && '--relay', args.listen && '--listen'].filter((w): w is string => w !== false);
   if (given.length > 1) throw usage(`${given.join(' and ')} do not go together: the receiver is reached one way`);
   if (!args.listen && (args.host !== undefined || args.port !== undefined)) throw usage('--host and --port are where a sender listens: with --listen');
@@ -272,7 +281,11 @@ function sendWay(
   if (args.listen) return { listen: { port: parsePort(args.port ?? DEFAULT_PORT, '--port'), ...(args.host === undefined ? {} : { host: args.host }) } };
   const relay = relayOf(args.relay, env);
   if (relay) return { relay };
-  throw usage('say where the receiver is: --to HOST, --relay HOST (or FERRY_RELAY), or --listen for it to dial in');
+  // None of them: the receiver holding the code is found on the LAN (src/discovery/find.ts).
+  if (args.insecure) throw usage('--insecure needs --to HOST: only a code tells the receiver on the LAN from anyone else');
+  const seconds = args['find-timeout'];
+  if (!(Number.isFinite(seconds) && seconds > 0)) throw usage(`--find-timeout must be a positive number of seconds, not ${seconds}`);
+  return { findMs: Math.round(seconds * 1000) };
 }
 
 /**

@@ -23,6 +23,8 @@ export interface DirectListeningEvent {
   code?: string;
   /** Present (true) when this side runs without a code or encryption. */
   insecure?: true;
+  /** Present (true) when it announces itself on the LAN (src/discovery/announce.ts): a sender may omit --to. */
+  announcing?: true;
   /** Present ('send') when the sender listens (`send --listen`); a receiver's event has none. */
   side?: 'send';
 }
@@ -134,6 +136,15 @@ export interface RetryEvent {
   message: string;
 }
 
+/** A sender without --to found its receiver on the LAN: the one at this address proved it holds the code. */
+export interface FoundEvent {
+  event: 'found';
+  host: string;
+  port: number;
+  /** Receivers tried until this one was chosen, this one included (the others did not hold the code, or could not be reached). */
+  candidates: number;
+}
+
 /** The last event of a `send`, or of a receiver when it stops. */
 export interface SummaryEvent {
   event: 'summary';
@@ -172,6 +183,7 @@ export type FerryEvent =
   | PlanEvent
   | SkippedEvent
   | RetryEvent
+  | FoundEvent
   | SummaryEvent;
 
 export type EventListener = (event: FerryEvent) => void;

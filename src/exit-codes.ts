@@ -16,8 +16,10 @@ export const enum ExitCode {
   Integrity = 3,
   /** The receiver said no. */
   Refused = 4,
+  /** No receiver found: `ferry send` without --to heard none on the LAN that answered. */
+  NoReceiver = 5,
   /** A relay answered something other than its documented lines: not a ferry relay, or not a working one. */
-  Relay = 5,
+  Relay = 6,
   Interrupted = 130,
 }
 
@@ -57,6 +59,7 @@ const EXIT: Readonly<Record<ErrorCode, ExitCode>> = {
   ERR_RELAY: ExitCode.Relay,
   ERR_USAGE: ExitCode.Usage,
   ERR_NOT_FOUND: ExitCode.Usage,
+  ERR_NO_RECEIVER: ExitCode.NoReceiver,
   ERR_UNREADABLE: ExitCode.Usage,
   ERR_SIGINT: ExitCode.Interrupted,
   ERR_SIGTERM: 143 as ExitCode,

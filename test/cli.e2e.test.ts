@@ -49,7 +49,7 @@ describe('ferry send | ferry receive', () => {
       expect(received[i]).toMatchObject({ bytes: specs[i]![1], path: join(dst, specs[i]![0]), hash: sent[i]!.hash });
       expect(typeof received[i]!.seconds).toBe('number');
     }
-    expect(rx.events[0]).toEqual({ event: 'listening', host: '127.0.0.1', port: rx.port, code: TEST_CODE });
+    expect(rx.events[0]).toEqual({ event: 'listening', host: '127.0.0.1', port: rx.port, code: TEST_CODE, announcing: true });
   });
 
   test('without --json and not on a terminal: one summary line per file, no bar; --quiet prints nothing', async () => {
@@ -208,7 +208,7 @@ describe('integrity and failures', () => {
   });
 
   test.each([
-    [['send', 'x'], /--to HOST, --relay HOST \(or FERRY_RELAY\), or --listen/],
+    [['send', 'x', '--insecure'], /--insecure needs --to HOST/],
     [['send', '--to', 'h'], /^ferry: name at least one FILE to send$/m],
     [['send', 'x', '--to', 'host:99999'], /port must be 0 to 65535/],
     [['receive', '--port', 'abc'], /port/],

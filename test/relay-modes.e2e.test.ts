@@ -213,7 +213,7 @@ describe.each(RELAYS)('through %s', (_name, startRelay) => {
   }, 90_000);
 });
 
-test('a relay that answers something else: exit 5 (ERR_RELAY), one line in ferry\'s words, nothing of its answer shown', async () => {
+test('a relay that answers something else: exit 6 (ERR_RELAY), one line in ferry\'s words, nothing of its answer shown', async () => {
   const junk = createServer((socket) => {
     socket.on('error', () => {});
     socket.once('data', () => socket.write('HTTP/1.1 400 \u001b[2Jgo away\r\n'));
@@ -223,8 +223,8 @@ test('a relay that answers something else: exit 5 (ERR_RELAY), one line in ferry
     const at = `127.0.0.1:${(junk.address() as AddressInfo).port}`;
     for (const args of [['receive', '--relay', at, '--dir', await tempDir()], ['send', __filename, '--relay', at]]) {
       const proc = ferryUncoded([...args, '--json']);
-      expect(await proc.exit(15_000), proc.stderr()).toBe(5);
-      expect(proc.events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_RELAY', exitCode: 5 }));
+      expect(await proc.exit(15_000), proc.stderr()).toBe(6);
+      expect(proc.events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_RELAY', exitCode: 6 }));
       const stderr = proc.stderr();
       expect(stderr.trim().split('\n')).toHaveLength(1);
       expect(stderr).not.toMatch(/HTTP|go away|\u001b/);

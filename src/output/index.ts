@@ -10,7 +10,7 @@ import type { FerryEvent } from '../events.js';
 import { terminalSafe } from '../printable.js';
 import { ProgressBars } from './bars.js';
 import { jsonLine } from './json.js';
-import { listeningLines, retryLine, skippedLine, summaryLine } from './lines.js';
+import { foundLine, listeningLines, retryLine, skippedLine, summaryLine } from './lines.js';
 import { ManyFiles } from './many-files.js';
 
 export { formatBytes } from './format.js';
@@ -64,6 +64,8 @@ export class Output {
         return this.errorLine(skippedLine(event));
       case 'retry':
         return this.errorLine(retryLine(event));
+      case 'found':
+        return this.line(foundLine(event));
       case 'summary':
         this.stop();
         if (event.side === 'send' && this.planned <= 1) return;

@@ -4,7 +4,7 @@
  * where each line goes and passes it through terminalSafe() on the way.
  */
 import { networkInterfaces } from 'node:os';
-import type { ListeningEvent, ReceivedEvent, RetryEvent, SentEvent, SkippedEvent, SummaryEvent, UnchangedEvent } from '../events.js';
+import type { FoundEvent, ListeningEvent, ReceivedEvent, RetryEvent, SentEvent, SkippedEvent, SummaryEvent, UnchangedEvent } from '../events.js';
 import { printableName } from '../printable.js';
 import { formatBytes, formatSeconds, rate } from './format.js';
 
@@ -22,6 +22,7 @@ export function listeningLines(event: ListeningEvent): string[] {
   } else {
     lines.push(`ferry: code ${event.code}`);
     lines.push(`ferry: on the other host run: FERRY_CODE=${event.code} ferry send FILE --to ${target}`);
+    if (event.announcing) lines.push('ferry: announced on the LAN: on the same network, --to may be left out');
   }
   return lines;
 }
@@ -45,6 +46,10 @@ function waitingLines(event: ListeningEvent): string[] {
     lines.push(`ferry: on the other host run: FERRY_CODE=${event.code} ${other} ${reach}`);
   }
   return lines;
+}
+
+export function foundLine(event: FoundEvent): string {
+  return `found the receiver on the LAN at ${hostPort(event.host, event.port)}`;
 }
 
 export function skippedLine(event: SkippedEvent): string {

@@ -54,6 +54,8 @@ const CODES = {
   ERR_RELAY: {},
   ERR_USAGE: {},
   ERR_NOT_FOUND: {},
+  // No receiver on the LAN answered with the code (src/discovery/find.ts).
+  ERR_NO_RECEIVER: {},
   ERR_UNREADABLE: {},
   ERR_SIGINT: {},
   ERR_SIGTERM: {},

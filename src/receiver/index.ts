@@ -16,6 +16,7 @@ import { RECEIVER_STATES } from '../protocol/states.js';
 import { rateLimiter, throttleReads, type RateLimiter } from '../rate-limit.js';
 import { encodeAbort } from '../protocol/messages.js';
 import { Admission, DEFAULT_MAX_SESSIONS, type Ticket } from './admission.js';
+import { startAnnouncing, type Announcer } from '../discovery/announce.js';
 import { startSweeping } from './partials.js';
 import { offerChecker, runSession, type SessionContext } from './session.js';
 import { Sessions } from './sessions.js';
@@ -85,6 +86,15 @@ export interface ReceiveOptions {
    * pauses while over it, which slows the senders through TCP. Default none.
    */
   limitRate?: number;
+  /**
+   * Announce this receiver on the LAN about once a second (UDP multicast and
+   * broadcast; src/discovery/announce.ts), so that a sender with the code
+   * but no address finds it. Never with `insecure`. Default false here (a
+   * library sends nothing unasked); the CLI's default is on (--no-announce).
+   */
+  announce?: boolean;
+  /** The UDP port announcements go to. Default 7878 (ANNOUNCE_PORT). */
+  announcePort?: number;
   /** Authenticated sessions served at once (default 256); a sender beyond it is told ERR_BUSY and retries. Connections still in the handshake have their own budget (src/receiver/admission.ts). */
   maxConnections?: number;
   onEvent?: EventListener;
@@ -158,6 +168,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   let closing: FerryError | null = null;
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
+  let announcer: Announcer | null = null;
   let source: SessionSource | undefined;
   const rejoin = fetching && options.stdout === undefined ? new Rejoin(timeoutMs, (code) => void shutdown(null, code)) : undefined;
   const sessions = new Sessions(once, {
@@ -165,6 +176,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     claimed: () => {
       rejoin?.arrived();
       source?.hold();
+      announcer?.stop();
     },
     ownerDone: (end) => {
       if (!rejoin || !end.cut || closing) return void shutdown(null, end.exitCode);
@@ -213,6 +225,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
       source?.close();
       seat?.leave();
       rejoin?.stop();
+      announcer?.stop();
       for (const socket of handshaking) socket.destroy();
       await sessions.end(closing);
       options.signal?.removeEventListener('abort', onAbort);
@@ -246,9 +259,13 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   if (options.signal?.aborted) onAbort();
   const secret = guard ? { code: guard.code } : { insecure: true as const };
   const where = source.where;
+  // Only with a code, and only where it listens: an --insecure sender cannot tell its receiver from anyone else who announces.
+  if (options.announce && guard && !closing && !fetching && !('relay' in where)) {
+    announcer = startAnnouncing({ port: where.port, host: where.host, udpPort: options.announcePort });
+  }
   // A fetch waits for nobody new: its sender printed the code, and is dialled or met in its room.
   if (!fetching && 'relay' in where) emit({ event: 'listening', relay: where.relay, ...secret, side: 'receive' });
-  else if (!fetching && !('relay' in where)) emit({ event: 'listening', host: where.host, port: where.port, ...secret });
+  else if (!fetching && !('relay' in where)) emit({ event: 'listening', host: where.host, port: where.port, ...secret, ...(announcer ? { announcing: true as const } : {}) });
 
   return {
     host: 'relay' in where ? relay!.host : where.host,

@@ -14,6 +14,7 @@
  *   wait.ts     before the first connection: fail at once, or --wait for the receiver
  *   link.ts     each attempt's socket: dialled (--to), paired at a relay, or accepted (--listen)
  *   dial.ts     the TCP connect
+ *   (no host: src/discovery/find.ts finds the receiver on the LAN first)
  *   walk.ts     the paths given, as the list of what is offered
  *   source.ts   reading local files
  */
@@ -23,12 +24,13 @@ import type { EventListener } from '../events.js';
 import { SUPPORTED_ALGORITHMS, algorithmByName, type HashAlgorithm } from '../hash.js';
 import { exitCodeOf } from '../exit-codes.js';
 import { FerryError } from '../protocol/errors.js';
+import { DEFAULT_FIND_MS } from '../discovery/find.js';
+import { DEFAULT_PORT } from '../receiver/index.js';
 import { rateLimiter, type RateLimiter } from '../rate-limit.js';
 import { normalizeCode, prepareClient } from '../secure/index.js';
 import type { AttemptFailure, SendContext } from './attempt.js';
-import { directLink, listenLink, relayLink, type Link, type LinkContext } from './link.js';
+import { directLink, lanLink, listenLink, relayLink, type Link, type LinkContext } from './link.js';
 import { RELAY_DEFAULT_PORT } from '../relay/wire.js';
-import { DEFAULT_PORT } from '../receiver/index.js';
 import { Results, type FileResult } from './results.js';
 import { sendWithRetries } from './retry.js';
 import { DEFAULT_CHUNK_SIZE } from './source.js';
@@ -39,10 +41,19 @@ export type { FileResult } from './results.js';
 export interface SendOptions {
   /** Files and folders to send ('-': standard input, named by `stdinName`). A folder goes with its whole tree. */
   files: string[];
-  /** The receiver to dial (`--to`). Exactly one of `host`, `relay` and `listen`. */
+  /**
+   * The receiver to dial (`--to`). At most one of `host`, `relay` and
+   * `listen`; with none (and a code), the receiver is found on the LAN by
+   * its announcements (src/discovery/find.ts), among those that prove they
+   * hold the code.
+   */
   host?: string;
   /** Its port. Default 7878. */
   port?: number;
+  /** On the LAN: how long to listen for receivers' announcements. Default 3 s (DEFAULT_FIND_MS). */
+  findMs?: number;
+  /** On the LAN: the UDP port announcements arrive on. Default 7878 (ANNOUNCE_PORT). */
+  announcePort?: number;
   /**
    * Through a relay (docs/protocol.md, section 1.2). With `code`, the
    * receiver waits there already (receive --relay) and is met in the room
@@ -139,7 +150,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
 
   const results = new Results(emit);
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const link = linkFor(options, { timeoutMs, code: options.code, insecure: options.insecure ?? false, signal: options.signal, emit });
+  const link = linkFor(options, { timeoutMs, code: options.code, insecure: options.insecure ?? false, signal: options.signal, emit }, waitMs);
   const ctx: SendContext = {
     link,
     timeoutMs,
@@ -204,7 +215,7 @@ function checkOptions(options: SendOptions): Checked {
   if (!Number.isInteger(retries) || retries < 0) throw new FerryError('ERR_USAGE', `retries must be a whole number, not ${retries}`);
   if (options.code !== undefined && options.insecure) throw new FerryError('ERR_USAGE', 'a code and --insecure do not go together');
   const ways = [options.host !== undefined, options.relay !== undefined, options.listen !== undefined].filter(Boolean).length;
-  if (ways !== 1) throw new FerryError('ERR_USAGE', 'say how to reach the receiver, once: --to HOST, --relay HOST, or --listen');
+  if (ways > 1) throw new FerryError('ERR_USAGE', 'say how to reach the receiver once: --to HOST, --relay HOST, or --listen');
   if (options.relay && options.insecure) throw new FerryError('ERR_USAGE', '--insecure does not go through a relay: the code names the room');
   // Going first, the sender makes the code; otherwise it must have the receiver's.
   const first = options.listen !== undefined || options.relay !== undefined;
@@ -212,6 +223,9 @@ function checkOptions(options: SendOptions): Checked {
     throw new FerryError('ERR_USAGE', "a code is needed: --code CODE (or FERRY_CODE) as the receiver printed it; or --insecure on both sides");
   }
   if (options.code !== undefined) normalizeCode(options.code);
+  if (ways === 0 && options.code === undefined) throw new FerryError('ERR_USAGE', 'a receiver is found on the LAN by its code: --insecure needs --to HOST');
+  if (options.host === undefined && options.port !== undefined) throw new FerryError('ERR_USAGE', 'a port without a host');
+  if (options.findMs !== undefined && !(Number.isFinite(options.findMs) && options.findMs > 0)) throw new FerryError('ERR_USAGE', `find time must be a positive number of milliseconds, not ${options.findMs}`);
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
   if (!(Number.isInteger(chunkSize) && chunkSize >= 1 && chunkSize <= 8 * 1024 * 1024)) throw new FerryError('ERR_USAGE', `chunk size ${chunkSize} out of range`);
   const waitMs = options.waitMs ?? 0;
@@ -222,10 +236,12 @@ function checkOptions(options: SendOptions): Checked {
 }
 
 /** The link the options ask for (link.ts). */
-function linkFor(options: SendOptions, ctx: LinkContext): Link {
+function linkFor(options: SendOptions, ctx: LinkContext, waitMs: number): Link {
   if (options.relay) return relayLink({ host: options.relay.host, port: options.relay.port ?? RELAY_DEFAULT_PORT }, ctx);
   if (options.listen) return listenLink({ host: options.listen.host, port: options.listen.port ?? DEFAULT_PORT }, ctx);
-  return directLink({ host: options.host!, port: options.port ?? DEFAULT_PORT }, ctx);
+  if (options.host !== undefined) return directLink({ host: options.host, port: options.port ?? DEFAULT_PORT }, ctx);
+  // --wait lengthens the search.
+  return lanLink({ findMs: Math.max(options.findMs ?? DEFAULT_FIND_MS, waitMs), udpPort: options.announcePort }, ctx);
 }
 
 function emitPlan(entries: readonly Entry[], emit: EventListener): void {

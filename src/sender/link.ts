@@ -1,7 +1,8 @@
 /**
  * How the sender gets the socket for each attempt (docs/protocol.md,
  * section 1): it dials the receiver (`--to`), takes a seat in a relay's
- * room (`--relay`), or waits for the receiver to dial it (`--listen`).
+ * room (`--relay`), waits for the receiver to dial it (`--listen`), or
+ * finds it on the LAN (none of them).
  * connect() returns the socket the session runs on, secured (TLS) unless
  * --insecure; whatever fails before that is "unreached" (wait.ts).
  *
@@ -13,6 +14,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { acceptor, listen } from '../accept.js';
+import { findReceiver } from '../discovery/find.js';
 import type { EventListener } from '../events.js';
 import { exitCodeOf } from '../exit-codes.js';
 import { FerryError, abortError } from '../protocol/errors.js';
@@ -47,6 +49,25 @@ export function directLink(target: { host: string; port: number }, ctx: LinkCont
     async connect() {
       const socket = await dial({ ...target, timeoutMs: ctx.timeoutMs, signal: ctx.signal });
       return ctx.code === undefined ? socket : secureClient(socket, ctx.code, { timeoutMs: ctx.timeoutMs, signal: ctx.signal });
+    },
+    close() {},
+  };
+}
+
+/**
+ * No --to, --relay or --listen: the first attempt finds the receiver on the
+ * LAN (src/discovery/find.ts) and goes over the very connection that proved
+ * the code; every retry dials the receiver found.
+ */
+export function lanLink(find: { findMs: number; udpPort: number | undefined }, ctx: LinkContext): Link {
+  let found: Link | null = null;
+  return {
+    async connect() {
+      if (found) return found.connect();
+      const receiver = await findReceiver({ code: ctx.code!, findMs: find.findMs, timeoutMs: ctx.timeoutMs, signal: ctx.signal, udpPort: find.udpPort });
+      found = directLink({ host: receiver.host, port: receiver.port }, ctx);
+      ctx.emit({ event: 'found', host: receiver.host, port: receiver.port, candidates: receiver.candidates });
+      return receiver.socket;
     },
     close() {},
   };

@@ -90,7 +90,8 @@ export function sh(cmd: string, args: string[], ms = COMMAND_TIMEOUT_MS): Promis
   });
 }
 
-function ip(...args: string[]): Promise<string> {
+/** `ip ARGS`, bounded (bridge.ts builds its LAN with it). */
+export function ip(...args: string[]): Promise<string> {
   if (!IP) throw new Error('no `ip` command');
   return sh(IP, args);
 }
@@ -253,7 +254,7 @@ export async function createLink(): Promise<Link> {
 }
 
 /** Polls until every device is operationally UP (carrier on both ends), bounded. */
-async function waitCarrier(ends: End[], ms = 5000): Promise<void> {
+export async function waitCarrier(ends: End[], ms = 5000): Promise<void> {
   const deadline = performance.now() + ms;
   for (;;) {
     const states = await Promise.all(ends.map(async (e) => (await ip('-n', e.ns, '-br', 'link', 'show', 'dev', e.dev)).trim().split(/\s+/)[1]));
@@ -302,6 +303,12 @@ function alive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** Registers a namespace for the exit safety net below (created: true) or takes it off (false): for bridge.ts. */
+export function trackNamespace(name: string, created: boolean): void {
+  if (created) createdNamespaces.add(name);
+  else createdNamespaces.delete(name);
 }
 
 // Last resort if the worker exits without running afterAll: synchronous and best effort.

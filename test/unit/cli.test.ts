@@ -42,8 +42,15 @@ describe('--to', () => {
     usageError(['send', 'f', '--to', to]);
   });
 
-  test('one way to the receiver is required: --to, --relay (or FERRY_RELAY) or --listen', () => {
-    expect(usageError(['send', 'f']).message).toMatch(/--to HOST, --relay HOST \(or FERRY_RELAY\), or --listen/);
+  test('left out with a code: the receiver is looked for on the LAN, for --find-timeout seconds (3 by default)', () => {
+    expect(sendOf(['f'])).toMatchObject({ findMs: 3000, code: CODE });
+    expect(sendOf(['f'])).not.toHaveProperty('host');
+    expect(sendOf(['f', '--find-timeout', '0.5'])).toMatchObject({ findMs: 500 });
+    for (const bad of ['0', '-1', 'abc', 'Infinity']) expect(usageError(['send', 'f', '--find-timeout', bad]).message).toMatch(/--find-timeout/);
+  });
+
+  test('left out with --insecure: a usage error (without a code nothing tells the receiver from anyone who announces)', () => {
+    expect(usageError(['send', 'f', '--insecure']).message).toMatch(/--insecure needs --to/);
   });
 });
 
@@ -208,8 +215,11 @@ describe('receive and clean', () => {
     expect(parseArgs(['receive', '--code', CODE])).toEqual({
       command: 'receive',
       output: { json: false, quiet: false, verbose: false },
-      options: { dir: '.', port: 7878, once: false, overwrite: false, allowUpdate: false, allowHidden: false, timeoutMs: 30_000, fsync: true, insecure: false, stdout: false, code: CODE },
+      options: { dir: '.', port: 7878, once: false, overwrite: false, allowUpdate: false, allowHidden: false, timeoutMs: 30_000, fsync: true, insecure: false, stdout: false, announce: true, code: CODE },
     });
+    expect(parseArgs(['receive', '--no-announce'])).toMatchObject({ options: { announce: false } });
+    // An --insecure receiver never announces: no sender could tell it from anyone else.
+    expect(parseArgs(['receive', '--insecure'])).toMatchObject({ options: { announce: false } });
     const all = parseArgs(['receive', '-d', '/in', '--host', '::1', '-p', '0', '--once', '--overwrite', '--allow-update', '--allow-hidden', '--max-size', '10', '--no-fsync', '--stdout', '--json', '-q', '-v'], { FERRY_CODE: CODE });
     expect(all).toMatchObject({
       command: 'receive',

@@ -39,6 +39,19 @@ describe('the listening hint', () => {
     ]);
   });
 
+  test('announcing on the LAN: one more line, saying --to may be left out there', () => {
+    const { output, stdout } = human();
+    output.handle({ event: 'listening', host: '::', port: 7878, code: '7-orbit-velvet-cactus', announcing: true });
+    expect(lines(stdout).at(-1)).toBe('ferry: announced on the LAN: on the same network, --to may be left out');
+  });
+
+  test('a sender that found its receiver on the LAN says where', () => {
+    const { output, stdout, stderr } = human();
+    output.handle({ event: 'found', host: '10.0.0.7', port: 7878, candidates: 2 });
+    expect(lines(stdout)).toEqual(['found the receiver on the LAN at 10.0.0.7 port 7878']);
+    expect(stderr.text).toBe('');
+  });
+
   test('--insecure: the warning and the --insecure command; IPv6 in brackets', () => {
     const { output, stdout } = human();
     output.handle({ event: 'listening', host: '::1', port: 9, insecure: true });
