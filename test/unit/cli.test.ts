@@ -317,5 +317,13 @@ describe('who listens and who sends: --relay, --listen, --from, FERRY_RELAY', ()
     expect(receiveOf(['--port', '0'], env)).not.toHaveProperty('relay');
     expect(receiveOf(['--from', 'h'], env)).not.toHaveProperty('relay');
     expect(receiveOf([], { FERRY_RELAY: '' })).toMatchObject({ port: 7878 });
+    // Without FERRY_RELAY a send with neither looks on the LAN.
+    expect(sendOf(['f'], { FERRY_CODE: CODE, FERRY_RELAY: '' })).toHaveProperty('findMs');
+  });
+
+  test('a receiver announces itself on the LAN only where it listens: not at a relay, not dialling --from', () => {
+    expect(receiveOf([]).announce).toBe(true);
+    expect(receiveOf(['--relay', 'r']).announce).toBe(false);
+    expect(receiveOf(['--from', 'h', '--code', CODE]).announce).toBe(false);
   });
 });
