@@ -222,8 +222,8 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   async function shutdown(reason: FerryError | null, code: number): Promise<number> {
     if (!closing) {
       closing = reason ?? new FerryError('ERR_SHUTDOWN', 'the receiver is shutting down');
+      // The relay room owns the first seat by now: it may carry a session that deserves its ABORT.
       source?.close();
-      seat?.leave();
       rejoin?.stop();
       announcer?.stop();
       for (const socket of handshaking) socket.destroy();
