@@ -13,6 +13,7 @@ import { MIN_RATE, parseRate } from './rate-limit.js';
 import { checkCode } from './secure/code.js';
 import { DEFAULT_FIND_MS } from './discovery/find.js';
 import { DEFAULT_PORT, type ReceiveOptions } from './receiver/index.js';
+import { RELAY_DEFAULT_PORT } from './relay/wire.js';
 import type { SendOptions } from './sender/index.js';
 
 export interface OutputArgs {
@@ -24,12 +25,10 @@ export interface OutputArgs {
 
 /** What `ferry send` will do. `code` is absent when none was given (main.ts may ask for it) and with --insecure. */
 export type SendRequest = Required<Pick<SendOptions, 'files' | 'insecure' | 'timeoutMs' | 'retries' | 'retryDelayMs' | 'waitMs' | 'update' | 'compress'>> &
-  Pick<SendOptions, 'code' | 'hash' | 'chunkSize' | 'stdinName' | 'limitRate' | 'skipSame'> &
-  /** Without --to: the receiver is found on the LAN (`findMs`, --find-timeout). */
-  ({ host: string; port: number } | { findMs: number });
+  Pick<SendOptions, 'host' | 'port' | 'relay' | 'listen' | 'findMs' | 'code' | 'hash' | 'chunkSize' | 'stdinName' | 'limitRate' | 'skipSame'>;
 
-export type ReceiveRequest = Required<Pick<ReceiveOptions, 'dir' | 'port' | 'once' | 'overwrite' | 'allowUpdate' | 'allowHidden' | 'timeoutMs' | 'fsync' | 'insecure' | 'announce'>> &
-  Pick<ReceiveOptions, 'code' | 'host' | 'maxSize' | 'limitRate'> & {
+export type ReceiveRequest = Required<Pick<ReceiveOptions, 'dir' | 'once' | 'overwrite' | 'allowUpdate' | 'allowHidden' | 'timeoutMs' | 'fsync' | 'insecure' | 'announce'>> &
+  Pick<ReceiveOptions, 'port' | 'code' | 'host' | 'maxSize' | 'limitRate' | 'relay' | 'from'> & {
     /** The one incoming file goes to standard output (messages to stderr). */
     stdout: boolean;
   };
@@ -68,7 +67,9 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
         y
           .option('dir', { alias: 'd', type: 'string', default: '.', describe: 'folder to save into (must exist)' })
           .option('host', { type: 'string', describe: 'address to listen on (default: all interfaces, IPv6 and IPv4)' })
-          .option('port', { alias: 'p', type: 'number', default: DEFAULT_PORT, describe: 'port to listen on; 0 lets the OS choose' })
+          .option('port', { alias: 'p', type: 'number', describe: `port to listen on (default ${DEFAULT_PORT}); 0 lets the OS choose` })
+          .option('relay', { type: 'string', describe: `wait at a relay, HOST[:PORT] (port ${RELAY_DEFAULT_PORT} by default; default: FERRY_RELAY): prints a code, or with --code fetches from the sender waiting there` })
+          .option('from', { type: 'string', describe: 'dial a sender that listens (send --listen), HOST[:PORT], with its --code' })
           .option('once', { type: 'boolean', default: false, describe: "exit after the first sender's transfer, with its exit code" })
           .option('overwrite', { type: 'boolean', default: false, describe: 'replace existing files (default: refuse them)' })
           .option('allow-update', { type: 'boolean', default: false, describe: 'replace an existing file when its sender asks (send --update), verified first' })
@@ -96,8 +97,12 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
           .option('retries', { type: 'number', default: 5, describe: 'new attempts after a broken connection, each resuming where the last stopped' })
           .option('retry-delay', { type: 'number', default: 1, describe: 'seconds before the first retry; doubles each time, at most 16' })
           .option('wait', { type: 'number', default: 0, describe: 'keep trying to reach the receiver this many seconds (for a receiver started after the sender); default: fail at once' })
-          .option('to', { alias: 't', type: 'string', describe: 'receiver as HOST[:PORT] ([IPV6]:PORT), port 7878 by default; without it, the receiver holding the code is found on the LAN' })
+          .option('to', { alias: 't', type: 'string', describe: 'receiver as HOST[:PORT] ([IPV6]:PORT), port 7878 by default; without --to, --relay or --listen, the receiver holding the code is found on the LAN' })
           .option('find-timeout', { type: 'number', default: DEFAULT_FIND_MS / 1000, describe: 'without --to: seconds to listen for receivers on the LAN' })
+          .option('relay', { type: 'string', describe: `through a relay, HOST[:PORT] (port ${RELAY_DEFAULT_PORT} by default; default: FERRY_RELAY): with --code to the receiver waiting there, without one first, printing a code` })
+          .option('listen', { type: 'boolean', default: false, describe: 'listen for the receiver (receive --from) instead of dialling it; prints a code' })
+          .option('host', { type: 'string', describe: 'with --listen: address to listen on (default: all interfaces)' })
+          .option('port', { alias: 'p', type: 'number', describe: `with --listen: port to listen on (default ${DEFAULT_PORT}); 0 lets the OS choose` })
           .option('hash', { type: 'string', choices: ['blake3', 'sha256'], describe: 'hash algorithm (default: the fastest both sides know)' })
           .option('chunk-size', { type: 'number', describe: 'bytes per data frame (default 1 MiB)' }),
       (args) => {
@@ -170,6 +175,10 @@ function sendRequest(
     'retry-delay': number;
     wait: number;
     to?: string | undefined;
+    relay?: string | undefined;
+    listen: boolean;
+    host?: string | undefined;
+    port?: number | undefined;
     'find-timeout': number;
     hash?: string | undefined;
     'chunk-size'?: number | undefined;
@@ -187,12 +196,12 @@ function sendRequest(
   if (!(Number.isInteger(args.retries) && args.retries >= 0)) throw usage('--retries must be a whole number');
   if (!(args['retry-delay'] >= 0)) throw usage('--retry-delay must be a number of seconds');
   if (!(Number.isFinite(args.wait) && args.wait >= 0)) throw usage('--wait must be a number of seconds');
+  const way = sendWay(args, env);
   const code = codeOf(args, env);
-  const target = sendTarget(args);
   const limitRate = limitRateOf(args['limit-rate']);
   return {
     files,
-    ...target,
+    ...way,
     insecure: args.insecure,
     timeoutMs: timeoutMs(args.timeout),
     retries: args.retries,
@@ -213,7 +222,9 @@ function receiveRequest(
   args: CommonArgs & {
     dir: string;
     host?: string | undefined;
-    port: number;
+    port?: number | undefined;
+    relay?: string | undefined;
+    from?: string | undefined;
     once: boolean;
     overwrite: boolean;
     'allow-update': boolean;
@@ -229,9 +240,10 @@ function receiveRequest(
   if (maxSize !== undefined && !(maxSize >= 0)) throw usage('--max-size must be a number of bytes');
   const code = codeOf(args, env);
   const limitRate = limitRateOf(args['limit-rate']);
+  const way = receiveWay(args, env);
   return {
     dir: args.dir,
-    port: parsePort(args.port, '--port'),
+    ...way,
     once: args.once,
     overwrite: args.overwrite,
     allowUpdate: args['allow-update'],
@@ -240,25 +252,74 @@ function receiveRequest(
     fsync: args.fsync,
     insecure: args.insecure,
     stdout: args.stdout,
-    announce: args.announce && !args.insecure,
+    // Announced on the LAN only where it listens: at a relay or dialling a sender, nobody on the LAN can reach it that way.
+    announce: args.announce && !args.insecure && way.relay === undefined && way.from === undefined,
     ...(code === undefined ? {} : { code }),
-    ...(args.host === undefined ? {} : { host: args.host }),
     ...(maxSize === undefined ? {} : { maxSize }),
     ...(limitRate === undefined ? {} : { limitRate }),
   };
 }
 
-/** --to HOST[:PORT]; without it (a code is needed then), how long to look for the receiver on the LAN. */
-function sendTarget(args: { to?: string | undefined; insecure: boolean; 'find-timeout': number }): { host: string; port: number } | { findMs: number } {
-  if (args.to === undefined) {
-    if (args.insecure) throw usage('--insecure needs --to HOST: only a code tells the receiver on the LAN from anyone else');
-    const seconds = args['find-timeout'];
-    if (!(Number.isFinite(seconds) && seconds > 0)) throw usage(`--find-timeout must be a positive number of seconds, not ${seconds}`);
-    return { findMs: Math.round(seconds * 1000) };
+/**
+ * How `ferry send` reaches its receiver: --to, --relay or --listen, one of
+ * them. FERRY_RELAY stands for --relay when none is given; any of them
+ * given explicitly wins over it (FERRY_RELAY empty counts as unset). With
+ * none of them and no FERRY_RELAY, the receiver is found on the LAN.
+ */
+function sendWay(
+  args: { to?: string | undefined; relay?: string | undefined; listen: boolean; host?: string | undefined; port?: number | undefined; insecure: boolean; 'find-timeout': number },
+  env: Env,
+): Pick<SendRequest, 'host' | 'port' | 'relay' | 'listen' | 'findMs'> {
+  const given = [args.to !== undefined && '--to', args.relay !== undefined && '--relay', args.listen && '--listen'].filter((w): w is string => w !== false);
+  if (given.length > 1) throw usage(`${given.join(' and ')} do not go together: the receiver is reached one way`);
+  if (!args.listen && (args.host !== undefined || args.port !== undefined)) throw usage('--host and --port are where a sender listens: with --listen');
+  if (args.to !== undefined) {
+    const target = parseTarget(args.to, DEFAULT_PORT, '--to');
+    if (target.port === 0) throw usage(`--to ${args.to}: port 0 cannot be dialled`);
+    return target;
   }
-  const target = parseTarget(args.to);
-  if (target.port === 0) throw usage(`--to ${args.to}: port 0 cannot be dialled`);
-  return target;
+  if (args.listen) return { listen: { port: parsePort(args.port ?? DEFAULT_PORT, '--port'), ...(args.host === undefined ? {} : { host: args.host }) } };
+  const relay = relayOf(args.relay, env);
+  if (relay) return { relay };
+  // None of them: the receiver holding the code is found on the LAN (src/discovery/find.ts).
+  if (args.insecure) throw usage('--insecure needs --to HOST: only a code tells the receiver on the LAN from anyone else');
+  const seconds = args['find-timeout'];
+  if (!(Number.isFinite(seconds) && seconds > 0)) throw usage(`--find-timeout must be a positive number of seconds, not ${seconds}`);
+  return { findMs: Math.round(seconds * 1000) };
+}
+
+/**
+ * How `ferry receive` meets its senders: its own port (--host, --port),
+ * a relay (--relay, or FERRY_RELAY when neither --from, --host nor --port
+ * is given), or a listening sender (--from).
+ */
+function receiveWay(
+  args: { host?: string | undefined; port?: number | undefined; relay?: string | undefined; from?: string | undefined },
+  env: Env,
+): Pick<ReceiveRequest, 'host' | 'port' | 'relay' | 'from'> {
+  const listens = args.host !== undefined || args.port !== undefined;
+  if (args.relay !== undefined && args.from !== undefined) throw usage('--relay and --from do not go together: the sender is reached one way');
+  if (listens && (args.relay !== undefined || args.from !== undefined)) throw usage(`--host and --port are where a receiver listens; with ${args.relay !== undefined ? '--relay' : '--from'} it does not`);
+  if (args.from !== undefined) {
+    const from = parseTarget(args.from, DEFAULT_PORT, '--from');
+    if (from.port === 0) throw usage(`--from ${args.from}: port 0 cannot be dialled`);
+    return { from };
+  }
+  const relay = listens ? undefined : relayOf(args.relay, env);
+  if (relay) return { relay };
+  return { port: parsePort(args.port ?? DEFAULT_PORT, '--port'), ...(args.host === undefined ? {} : { host: args.host }) };
+}
+
+/** --relay HOST[:PORT], else FERRY_RELAY; undefined when neither is set. */
+function relayOf(flag: string | undefined, env: Env): { host: string; port: number } | undefined {
+  const [source, text] = flag !== undefined ? ['--relay', flag] : ['FERRY_RELAY', env.FERRY_RELAY];
+  if (!text) {
+    if (flag !== undefined) throw usage('--relay: no host');
+    return undefined;
+  }
+  const relay = parseTarget(text, RELAY_DEFAULT_PORT, source);
+  if (relay.port === 0) throw usage(`${source} ${text}: port 0 cannot be dialled`);
+  return relay;
 }
 
 /** --limit-rate RATE as bytes per second (binary suffixes: 1K = 1024), or undefined when not given. */
@@ -299,8 +360,8 @@ function timeoutMs(seconds: number): number {
   return Math.round(seconds * 1000);
 }
 
-/** Parses HOST, HOST:PORT, [IPV6]:PORT or a bare IPv6 address. */
-export function parseTarget(to: string): { host: string; port: number } {
+/** Parses HOST, HOST:PORT, [IPV6]:PORT or a bare IPv6 address; `what` names the flag in errors. */
+export function parseTarget(to: string, defaultPort: number = DEFAULT_PORT, what = '--to'): { host: string; port: number } {
   const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(to);
   let host: string;
   let port: string | undefined;
@@ -309,7 +370,7 @@ export function parseTarget(to: string): { host: string; port: number } {
     port = bracketed[2];
   } else if (to.startsWith('[')) {
     // Not a bare IPv6 address either: `[::1]:x` would otherwise go to DNS as a host name.
-    throw usage(`--to ${to}: expected [IPV6]:PORT`);
+    throw usage(`${what} ${to}: expected [IPV6]:PORT`);
   } else if ((to.match(/:/g) ?? []).length > 1) {
     host = to; // a bare IPv6 address, no port
   } else {
@@ -317,8 +378,8 @@ export function parseTarget(to: string): { host: string; port: number } {
     host = colon === -1 ? to : to.slice(0, colon);
     port = colon === -1 ? undefined : to.slice(colon + 1);
   }
-  if (host === '') throw usage(`--to ${to}: no host`);
-  return { host, port: port === undefined ? DEFAULT_PORT : parsePort(port, `--to ${to}`) };
+  if (host === '') throw usage(`${what} ${to}: no host`);
+  return { host, port: port === undefined ? defaultPort : parsePort(port, `${what} ${to}`) };
 }
 
 function parsePort(value: string | number, what: string): number {

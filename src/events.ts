@@ -12,16 +12,32 @@ export interface HashInfo {
   digest: string;
 }
 
-export interface ListeningEvent {
+/** A side waits for its peer: bound to a port (`host`, `port`), or seated at a relay (`relay`). */
+export type ListeningEvent = DirectListeningEvent | RelayListeningEvent;
+
+export interface DirectListeningEvent {
   event: 'listening';
   host: string;
   port: number;
-  /** The one-time code senders must give; absent with --insecure. */
+  /** The one-time code the peer must give; absent with --insecure. */
   code?: string;
-  /** Present (true) when the receiver runs without a code or encryption. */
+  /** Present (true) when this side runs without a code or encryption. */
   insecure?: true;
   /** Present (true) when it announces itself on the LAN (src/discovery/announce.ts): a sender may omit --to. */
   announcing?: true;
+  /** Present ('send') when the sender listens (`send --listen`); a receiver's event has none. */
+  side?: 'send';
+}
+
+export interface RelayListeningEvent {
+  event: 'listening';
+  /** The relay, as HOST:PORT ([IPV6]:PORT). */
+  relay: string;
+  /** The code to give the peer: the room's number, then the secret words. Absent with --insecure. */
+  code?: string;
+  insecure?: true;
+  /** Who waits there: the receiver (receive --relay) or the sender (send --relay without a code). */
+  side: 'send' | 'receive';
 }
 
 /** A file begins to move (after the receiver accepted it). */

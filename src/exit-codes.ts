@@ -18,6 +18,8 @@ export const enum ExitCode {
   Refused = 4,
   /** No receiver found: `ferry send` without --to heard none on the LAN that answered. */
   NoReceiver = 5,
+  /** A relay answered something other than its documented lines: not a ferry relay, or not a working one. */
+  Relay = 6,
   Interrupted = 130,
 }
 
@@ -54,6 +56,7 @@ const EXIT: Readonly<Record<ErrorCode, ExitCode>> = {
   ERR_CONNECT: ExitCode.Failed,
   ERR_CONNECTION_LOST: ExitCode.Failed,
   ERR_LISTEN: ExitCode.Failed,
+  ERR_RELAY: ExitCode.Relay,
   ERR_USAGE: ExitCode.Usage,
   ERR_NOT_FOUND: ExitCode.Usage,
   ERR_NO_RECEIVER: ExitCode.NoReceiver,

@@ -38,7 +38,8 @@ function signalController(): AbortController {
 
 /** The code given, or one asked for on the terminal; without either, a usage error. */
 async function codeFor(options: SendRequest): Promise<string | undefined> {
-  if (options.code !== undefined || options.insecure) return options.code;
+  // Going first (--listen, or a relay without a code), the sender makes the code.
+  if (options.code !== undefined || options.insecure || options.listen !== undefined || options.relay !== undefined) return options.code;
   // Standard input that carries the file, or is no terminal, cannot also answer a question.
   // Checked as soon as it is typed, so a slip is named before anything dials the receiver.
   if (process.stdin.isTTY === true && !options.files.includes('-')) return checkCode(await askCode(process.stdin, process.stderr));

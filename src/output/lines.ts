@@ -13,6 +13,7 @@ import { formatBytes, formatSeconds, rate } from './format.js';
  * FERRY_CODE, not --code: other local users can read a process's argv (ps).
  */
 export function listeningLines(event: ListeningEvent): string[] {
+  if ('relay' in event || event.side === 'send') return waitingLines(event);
   const target = `${dialable(event.host)}:${event.port}`;
   const lines = [`ferry: listening on ${hostPort(event.host, event.port)}`];
   if (event.code === undefined) {
@@ -22,6 +23,27 @@ export function listeningLines(event: ListeningEvent): string[] {
     lines.push(`ferry: code ${event.code}`);
     lines.push(`ferry: on the other host run: FERRY_CODE=${event.code} ferry send FILE --to ${target}`);
     if (event.announcing) lines.push('ferry: announced on the LAN: on the same network, --to may be left out');
+  }
+  return lines;
+}
+
+/**
+ * A side that waits for its peer other than `ferry receive` on a port: a
+ * receiver or a sender at a relay, or `send --listen`. The command for the
+ * other host names this side the way it is reached.
+ */
+function waitingLines(event: ListeningEvent): string[] {
+  const other = event.side === 'send' ? 'ferry receive' : 'ferry send FILE';
+  const [lines, reach] =
+    'relay' in event
+      ? [[`ferry: waiting at the relay ${event.relay}`], `--relay ${event.relay}`]
+      : [[`ferry: listening on ${hostPort(event.host, event.port)}`], `--from ${dialable(event.host)}:${event.port}`];
+  if (event.code === undefined) {
+    lines.push('ferry: --insecure: no code, no encryption');
+    lines.push(`ferry: on the other host run: ${other} ${reach} --insecure`);
+  } else {
+    lines.push(`ferry: code ${event.code}`);
+    lines.push(`ferry: on the other host run: FERRY_CODE=${event.code} ${other} ${reach}`);
   }
   return lines;
 }

@@ -50,6 +50,8 @@ const CODES = {
   ERR_CONNECT: {},
   ERR_CONNECTION_LOST: {},
   ERR_LISTEN: {},
+  /** A relay answered something other than its documented lines (docs/protocol.md, section 1.2). */
+  ERR_RELAY: {},
   ERR_USAGE: {},
   ERR_NOT_FOUND: {},
   // No receiver on the LAN answered with the code (src/discovery/find.ts).

@@ -2,21 +2,25 @@
  * The receiving side: listens, and runs one session per connection, all at
  * once, so a slow or hostile sender never holds up the others.
  */
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { Connection, DEFAULT_TIMEOUT_MS, formatPeer, type ReceiverConnection } from '../connection.js';
 import type { EventListener } from '../events.js';
-import { exitCodeOf } from '../exit-codes.js';
+import { ExitCode, exitCodeOf } from '../exit-codes.js';
 import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
-import { CodeGuard, generateCode, secureServer } from '../secure/index.js';
+import { acceptor, listen } from '../accept.js';
+import { Seat, type RelayOptions } from '../relay/client.js';
+import { RECEIVER_SIDE, RELAY_DEFAULT_PORT } from '../relay/wire.js';
+import { CodeGuard, codeNumber, generateCode } from '../secure/index.js';
 import { RECEIVER_STATES } from '../protocol/states.js';
 import { rateLimiter, throttleReads, type RateLimiter } from '../rate-limit.js';
 import { encodeAbort } from '../protocol/messages.js';
+import { Admission, DEFAULT_MAX_SESSIONS, type Ticket } from './admission.js';
 import { startAnnouncing, type Announcer } from '../discovery/announce.js';
-import { ADMISSION_LIMITS, Admission, DEFAULT_MAX_SESSIONS, type Ticket } from './admission.js';
 import { startSweeping } from './partials.js';
 import { offerChecker, runSession, type SessionContext } from './session.js';
 import { Sessions } from './sessions.js';
+import { FromSender, RelayRoom, listenSource, receiverServer, type SessionSource } from './sources.js';
 import { TargetDir, TargetTree } from './target.js';
 
 export const DEFAULT_PORT = 7878;
@@ -27,6 +31,12 @@ export const DEFAULT_PORT = 7878;
  * handshakes lingering (up to 2 s) to deliver their ABORT.
  */
 const BACKSTOP_SLACK = 1024;
+/**
+ * How long a fetch (--from, or a relay room the sender opened) waits for its
+ * sender after a cut: the sender's default retries pause 1 + 2 + 4 + 8 + 16
+ * = 31 s in all, and each may take a timeout to find the receiver again.
+ */
+export const REJOIN_MS = 60_000;
 /** Folders a sweep of stale partial files reads at most (`receive --clean` reads all). */
 const SWEEP_DIRS = 1000;
 
@@ -90,12 +100,26 @@ export interface ReceiveOptions {
   onEvent?: EventListener;
   /** Aborting closes the receiver; sessions are told and their temp files deleted. */
   signal?: AbortSignal;
+  /**
+   * Wait at a relay instead of listening (docs/protocol.md, section 1.2).
+   * Without `code`: receiver first, a room is allocated and the code (its
+   * number, then fresh words) printed; the receiver serves as on a port.
+   * With `code`: sender first, the receiver joins the sender's room and
+   * ends with that sender's transfer, as `once` does.
+   */
+  relay?: { host: string; port?: number };
+  /**
+   * Dial a sender that listens (`send --listen`) instead of listening: needs
+   * `code`. Ends with that sender's transfer; after a cut it dials again so
+   * the sender's retry resumes.
+   */
+  from?: { host: string; port?: number };
 }
 
 export interface Receiver {
-  /** The address actually bound ('::' for all interfaces). */
+  /** The address actually bound ('::' for all interfaces); with `relay` or `from`, that one's host. */
   readonly host: string;
-  /** The port actually bound (useful with port 0). */
+  /** The port actually bound (useful with port 0); with `relay` or `from`, that one's port. */
   readonly port: number;
   /** The code senders must give; undefined when insecure. */
   readonly code: string | undefined;
@@ -108,32 +132,59 @@ export interface Receiver {
   close(reason?: FerryError): Promise<number>;
 }
 
-/** Starts a receiver; resolves once it is listening. */
+/** Starts a receiver; resolves once it is listening (or seated at its relay). */
 export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   const dir = options.dir ?? '.';
-  if (options.insecure && options.code !== undefined) throw new FerryError('ERR_USAGE', 'a code and --insecure do not go together');
-  const guard = codeGuard(options);
+  checkModes(options);
   // One bucket for every session: the limit is the receiver's, not each sender's.
   const limiter = rateLimiter(options.limitRate);
-  const once = (options.once ?? false) || options.stdout !== undefined;
+  // Fetching from one sender (--from, or a relay room the sender opened) ends with that sender, as --once does.
+  const fetching = options.from !== undefined || (options.relay !== undefined && options.code !== undefined);
+  const once = (options.once ?? false) || options.stdout !== undefined || fetching;
   const userEmit: EventListener = options.onEvent ?? (() => {});
   const started = performance.now();
   const { emit, totals } = counting(userEmit);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const relay = options.relay ? { host: options.relay.host, port: options.relay.port ?? RELAY_DEFAULT_PORT, timeoutMs, signal: options.signal } : undefined;
+  // Receiver first at a relay: the room comes first, for its number is the code's.
+  const seat = relay && options.code === undefined ? await Seat.allocate(relay, RECEIVER_SIDE) : undefined;
+  let guard: CodeGuard | undefined;
+  try {
+    guard = codeGuard(options, seat?.nameplate);
+  } catch (err) {
+    seat?.leave();
+    throw err;
+  }
   // Opened once: everything below it is reached from this descriptor (target.ts).
-  const target = TargetDir.open(dir);
+  let target: TargetDir;
+  try {
+    target = TargetDir.open(dir);
+  } catch (err) {
+    seat?.leave();
+    throw err;
+  }
   // Kept partial files too old to resume (PARTIAL_MAX_AGE_MS), at start and then hourly; in the background.
   const sweeper = options.stdout ? null : startSweeping(target, SWEEP_DIRS);
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   let closing: FerryError | null = null;
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
   let announcer: Announcer | null = null;
+  let source: SessionSource | undefined;
+  const rejoin = fetching && options.stdout === undefined ? new Rejoin(timeoutMs, (code) => void shutdown(null, code)) : undefined;
   const sessions = new Sessions(once, {
+    oneAtATime: options.from !== undefined,
     claimed: () => {
-      server.close();
+      rejoin?.arrived();
+      source?.hold();
       announcer?.stop();
     },
-    ownerDone: (code) => void shutdown(null, code),
+    ownerDone: (end) => {
+      if (!rejoin || !end.cut || closing) return void shutdown(null, end.exitCode);
+      // The sender's retry comes back to resume: wait for it, within bounds.
+      sessions.release();
+      rejoin.wait(end.exitCode);
+      source?.reopen();
+    },
   });
 
   /** Sockets still in the secure handshake: closed with the receiver. */
@@ -146,25 +197,34 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     const conn = new Connection(socket, timeoutMs, RECEIVER_STATES);
     sessions.add(conn, runSession(conn, context(conn, ticket)));
   };
-  const server: Server = createServer(
-    acceptor({
-      guard,
-      timeoutMs,
-      maxSessions,
-      admission,
-      handshaking,
-      emit,
-      refusing: () => closing !== null || sessions.taken,
-      sessionCount: () => sessions.size,
-      startSession,
-    }),
-  );
-  server.maxConnections = ADMISSION_LIMITS.total + maxSessions + BACKSTOP_SLACK;
+  const accept = acceptor({
+    guard,
+    timeoutMs,
+    admission,
+    handshaking,
+    emit,
+    refusing: () => closing !== null || sessions.taken,
+    admitted: (secured, plain, ticket) => {
+      // --insecure (a ticket still to authenticate): the session is what authenticates, at its HELLO; the cap is for proven senders.
+      if (ticket) {
+        startSession(secured, ticket);
+      } else if (sessions.size >= maxSessions) {
+        admission.log.note('sessions', `${maxSessions} sessions are running; told ${formatPeer(plain.remoteAddress, plain.remotePort)} to come back (ERR_BUSY)`);
+        secured.end(encodeAbort('ERR_BUSY', 'the receiver is serving as many senders as it can; try again'));
+      } else {
+        startSession(secured, ticket);
+      }
+    },
+    // A fetch's one sender gave a wrong code: that is the end of it, as it is for the sender. A cut is not.
+    rejected: fetching ? (err) => void (exitCodeOf(err.code) === ExitCode.Refused && shutdown(err, exitCodeOf(err.code))) : undefined,
+  });
 
   async function shutdown(reason: FerryError | null, code: number): Promise<number> {
     if (!closing) {
       closing = reason ?? new FerryError('ERR_SHUTDOWN', 'the receiver is shutting down');
-      server.close();
+      // The relay room owns the first seat by now: it may carry a session that deserves its ABORT.
+      source?.close();
+      rejoin?.stop();
       announcer?.stop();
       for (const socket of handshaking) socket.destroy();
       await sessions.end(closing);
@@ -182,28 +242,109 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     const err = abortError(options.signal);
     void shutdown(err, exitCodeOf(err.code));
   };
+  const sourceFailed = (err: FerryError): void => {
+    emit({ event: 'error', code: err.code, message: err.message, exitCode: exitCodeOf(err.code) });
+    void shutdown(err, exitCodeOf(err.code));
+  };
 
-  let address: { host: string; port: number };
   try {
-    address = await bind(server, options, emit);
+    source = await openSource(options, { relay, seat, accept, startSession, maxSessions, timeoutMs, emit, failed: sourceFailed });
   } catch (err) {
+    seat?.leave();
     sweeper?.stop();
     void Promise.resolve(sweeper?.idle()).then(() => target.close());
     throw err;
   }
-  // Only with a code: an --insecure sender cannot tell its receiver from anyone else who announces.
-  if (options.announce && guard && !closing) announcer = startAnnouncing({ port: address.port, host: address.host, udpPort: options.announcePort });
   options.signal?.addEventListener('abort', onAbort, { once: true });
   if (options.signal?.aborted) onAbort();
-  emit({ event: 'listening', host: address.host, port: address.port, ...(guard ? { code: guard.code } : { insecure: true as const }), ...(announcer ? { announcing: true as const } : {}) });
+  const secret = guard ? { code: guard.code } : { insecure: true as const };
+  const where = source.where;
+  // Only with a code, and only where it listens: an --insecure sender cannot tell its receiver from anyone else who announces.
+  if (options.announce && guard && !closing && !fetching && !('relay' in where)) {
+    announcer = startAnnouncing({ port: where.port, host: where.host, udpPort: options.announcePort });
+  }
+  // A fetch waits for nobody new: its sender printed the code, and is dialled or met in its room.
+  if (!fetching && 'relay' in where) emit({ event: 'listening', relay: where.relay, ...secret, side: 'receive' });
+  else if (!fetching && !('relay' in where)) emit({ event: 'listening', host: where.host, port: where.port, ...secret, ...(announcer ? { announcing: true as const } : {}) });
 
   return {
-    host: address.host,
-    port: address.port,
+    host: 'relay' in where ? relay!.host : where.host,
+    port: 'relay' in where ? relay!.port : where.port,
     code: guard?.code,
     done,
     close: (reason?: FerryError) => shutdown(reason ?? null, reason ? exitCodeOf(reason.code) : 0),
   };
+}
+
+/** The receiver's modes do not mix: a port of its own, a relay, or a sender to dial. */
+function checkModes(options: ReceiveOptions): void {
+  if (options.insecure && options.code !== undefined) throw new FerryError('ERR_USAGE', 'a code and --insecure do not go together');
+  if (options.relay && options.from) throw new FerryError('ERR_USAGE', '--relay and --from do not go together: the sender is reached one way');
+  if ((options.relay || options.from) && (options.host !== undefined || options.port !== undefined)) {
+    throw new FerryError('ERR_USAGE', `--host and --port are where a receiver listens; with ${options.relay ? '--relay' : '--from'} it does not`);
+  }
+  // Through a relay the code's number names the room: without a code there is nothing to meet at.
+  if (options.relay && options.insecure) throw new FerryError('ERR_USAGE', '--insecure does not go through a relay: the code names the room');
+  if (options.from && !options.insecure && options.code === undefined) throw new FerryError('ERR_USAGE', '--from needs the code the sender printed: --code CODE (or FERRY_CODE)');
+}
+
+/** The source the options ask for, started (the port bound, the relay seated, or the sender dialled). */
+async function openSource(
+  options: ReceiveOptions,
+  deps: {
+    relay: RelayOptions | undefined;
+    seat: Seat | undefined;
+    accept: (socket: Socket) => void;
+    startSession: (socket: Socket) => void;
+    maxSessions: number;
+    timeoutMs: number;
+    emit: EventListener;
+    failed(err: FerryError): void;
+  },
+): Promise<SessionSource> {
+  if (deps.relay) {
+    // Sender first: it waits in the room its code names, so nobody there within the timeout is a mistake.
+    const first = deps.seat ?? codeNumber(options.code!);
+    return new RelayRoom(deps.relay, first, deps.accept, { ...deps, ...(deps.seat ? {} : { firstWaitMs: deps.timeoutMs }) });
+  }
+  if (options.from) {
+    const from = new FromSender({ host: options.from.host, port: options.from.port ?? DEFAULT_PORT }, options.code, deps.startSession, deps);
+    from.reopen();
+    return from;
+  }
+  const server = receiverServer(deps.accept, deps.maxSessions, BACKSTOP_SLACK);
+  return listenSource(server, await bind(server, options, deps.emit));
+}
+
+/**
+ * A fetch whose session was cut waits for its sender to come back and
+ * resume (its --retries re-dial or re-join): at most REJOIN_MS, or twice
+ * the timeout if that is longer, from the cut; then the receiver ends
+ * with the cut session's exit code.
+ */
+class Rejoin {
+  private timer: NodeJS.Timeout | undefined;
+  private readonly windowMs: number;
+  private readonly giveUp: (code: number) => void;
+
+  constructor(timeoutMs: number, giveUp: (code: number) => void) {
+    this.windowMs = Math.max(REJOIN_MS, 2 * timeoutMs);
+    this.giveUp = giveUp;
+  }
+
+  wait(code: number): void {
+    this.stop();
+    this.timer = setTimeout(() => this.giveUp(code), this.windowMs);
+  }
+
+  arrived(): void {
+    this.stop();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
 }
 
 /**
@@ -248,10 +389,10 @@ async function bind(server: Server, options: ReceiveOptions, emit: EventListener
   return address;
 }
 
-/** The receiver's code and wrong-code limiter; none with --insecure. */
-function codeGuard(options: ReceiveOptions): CodeGuard | undefined {
+/** The receiver's code and wrong-code limiter; none with --insecure. At a relay, a fresh code begins with the room's number. */
+function codeGuard(options: ReceiveOptions, nameplate: number | undefined): CodeGuard | undefined {
   if (options.insecure) return undefined;
-  const guard = new CodeGuard(options.code ?? generateCode(), options.rateLimit ?? {});
+  const guard = new CodeGuard(options.code ?? generateCode(nameplate), options.rateLimit ?? {});
   // scrypt of the code, once, started now: a handshake that arrives first waits for it.
   void guard.scalar().catch(() => {});
   return guard;
@@ -275,83 +416,6 @@ function counting(emitTo: EventListener): { emit: EventListener; totals: { files
   return { emit, totals };
 }
 
-/** What the accept path needs from its receiver. */
-interface AcceptDeps {
-  guard: CodeGuard | undefined;
-  timeoutMs: number;
-  maxSessions: number;
-  admission: Admission;
-  /** Sockets still in the secure handshake: closed with the receiver. */
-  handshaking: Set<Socket>;
-  emit: EventListener;
-  /** Closing, or a --once receiver whose sender has arrived. */
-  refusing(): boolean;
-  sessionCount(): number;
-  startSession(socket: Socket, ticket?: Ticket): void;
-}
-
-/**
- * The accept path: each connection gets a place in the admission budget
- * (or is closed), then the secure handshake (or, --insecure, a session that
- * authenticates the sender at its HELLO), then a session if there is room.
- */
-function acceptor(deps: AcceptDeps): (socket: Socket) => void {
-  const { guard, admission, handshaking, emit } = deps;
-  const secured = (socket: Socket, tls: Socket): void => {
-    handshaking.delete(socket);
-    if (deps.refusing()) {
-      tls.destroy();
-    } else if (deps.sessionCount() >= deps.maxSessions) {
-      admission.log.note('sessions', `${deps.maxSessions} sessions are running; told ${formatPeer(socket.remoteAddress, socket.remotePort)} to come back (ERR_BUSY)`);
-      tls.end(encodeAbort('ERR_BUSY', 'the receiver is serving as many senders as it can; try again'));
-    } else {
-      deps.startSession(tls);
-    }
-  };
-  const failed = (socket: Socket, ticket: Ticket, err: unknown): void => {
-    handshaking.delete(socket);
-    ticket.ending();
-    // Admission closed it and said so, once for many.
-    if (ticket.dropped) return;
-    const e = toFerryError(err);
-    const allowed = admission.log.allow(`handshake ${e.code}`);
-    if (!allowed) return;
-    const peer = formatPeer(socket.remoteAddress, socket.remotePort);
-    // A stranger's wrong code is worth a line (a flood of them, a few lines); the receiver serves on.
-    const message = e.code === 'ERR_BAD_CODE' ? `${peer} gave a wrong code; nothing was written` : `${peer}: ${e.message}`;
-    emit({ event: 'error', code: e.code, message: message + allowed.suffix, exitCode: exitCodeOf(e.code), peer });
-  };
-  return (socket) => {
-    if (deps.refusing()) {
-      socket.destroy();
-      return;
-    }
-    const ticket = admission.admit(socket.remoteAddress, () => socket.destroy());
-    if (!ticket) {
-      socket.destroy();
-      return;
-    }
-    socket.once('close', ticket.release);
-    if (!guard) {
-      deps.startSession(socket, ticket);
-      return;
-    }
-    handshaking.add(socket);
-    secureServer(socket, guard, {
-      timeoutMs: deps.timeoutMs,
-      totalMs: admission.handshakeMs,
-      onFirstFrame: ticket.framed,
-      onWaiting: ticket.waiting,
-    }).then(
-      (tls) => {
-        ticket.authenticated();
-        secured(socket, tls);
-      },
-      (err: unknown) => failed(socket, ticket, err),
-    );
-  };
-}
-
 /**
  * --insecure sessions before their HELLO: an error from a connection
  * admission closed is not worth a line, and the others are rate-limited
@@ -366,36 +430,5 @@ function strangerEmit(admission: Admission, ticket: Ticket, emit: EventListener)
   };
 }
 
-
-/**
- * Binds the server. With no host, listens on '::' with IPv4 mapped in (all
- * interfaces, both families), falling back to 0.0.0.0 where IPv6 is off.
- */
-async function listen(server: Server, host: string | undefined, port: number): Promise<{ host: string; port: number }> {
-  const attempt = (bindHost: string): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      server.once('error', onError);
-      server.listen({ host: bindHost, port, ipv6Only: false }, () => {
-        server.off('error', onError);
-        resolve();
-      });
-    });
-  try {
-    try {
-      await attempt(host ?? '::');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (host !== undefined || (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL')) throw err;
-      await attempt('0.0.0.0');
-    }
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const where = `${host ?? 'all interfaces'} port ${port}`;
-    const why = code === 'EADDRINUSE' ? 'address already in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such local address' : code ?? String(err);
-    throw new FerryError('ERR_LISTEN', `cannot listen on ${where}: ${why}`, { cause: toFerryError(err) });
-  }
-  const bound = server.address();
-  if (bound === null || typeof bound === 'string') throw new FerryError('ERR_LISTEN', 'the server has no address');
-  return { host: bound.address, port: bound.port };
-}
+/** Binds a server as a receiver does (src/accept.ts), for other servers of ferry's (the relay). */
+export { listen } from '../accept.js';

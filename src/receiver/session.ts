@@ -48,8 +48,17 @@ export function offerChecker(ctx: Pick<SessionContext, 'maxSize' | 'inFlight' | 
   return (offer) => checkOffer(offer, { maxSize: ctx.maxSize, allowHidden: ctx.allowHidden, stdout: ctx.stdout, inFlight: ctx.inFlight });
 }
 
-/** Runs the session to its end. Resolves with the worst exit code of its files, never rejects. */
-export async function runSession(conn: ReceiverConnection, ctx: SessionContext): Promise<number> {
+/** How a session ended: the worst exit code of its files, and whether the connection was cut (the sender may come back and resume). */
+export interface SessionEnd {
+  exitCode: number;
+  cut: boolean;
+}
+
+/** The connection broke rather than either side deciding to stop: a sender's --retries comes back. */
+const CUTS: ReadonlySet<string> = new Set(['ERR_CONNECTION_LOST', 'ERR_TIMEOUT', 'ERR_TRUNCATED']);
+
+/** Runs the session to its end. Resolves with how it ended, never rejects. */
+export async function runSession(conn: ReceiverConnection, ctx: SessionContext): Promise<SessionEnd> {
   let worst = 0;
   let current: string | undefined;
   const replies = new Replies(conn);
@@ -84,7 +93,7 @@ export async function runSession(conn: ReceiverConnection, ctx: SessionContext):
     }
     await replies.flush();
     await conn.end();
-    return Math.max(worst, replies.worst);
+    return { exitCode: Math.max(worst, replies.worst), cut: false };
   } catch (caught) {
     const err = toFerryError(caught);
     if (!err.remote) conn.abort(err);
@@ -97,6 +106,6 @@ export async function runSession(conn: ReceiverConnection, ctx: SessionContext):
       peer: conn.peer,
       ...(current ? { name: current } : {}),
     });
-    return Math.max(worst, replies.worst, exitCodeOf(err.code));
+    return { exitCode: Math.max(worst, replies.worst, exitCodeOf(err.code)), cut: !err.remote && CUTS.has(err.code) };
   }
 }

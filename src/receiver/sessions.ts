@@ -5,18 +5,19 @@
  */
 import type { ReceiverConnection } from '../connection.js';
 import type { FerryError } from '../protocol/errors.js';
+import type { SessionEnd } from './session.js';
 
 /** How long closing lets sessions tidy up (delete temp files) before it stops waiting. */
 const CLOSE_GRACE_MS = 5000;
 
 export class Sessions {
-  private readonly running = new Map<ReceiverConnection, Promise<number>>();
+  private readonly running = new Map<ReceiverConnection, Promise<SessionEnd>>();
   private owner: ReceiverConnection | null = null;
   private readonly once: boolean;
-  private readonly hooks: { claimed(): void; ownerDone(code: number): void };
+  private readonly hooks: { claimed(): void; ownerDone(end: SessionEnd): void; oneAtATime?: boolean };
 
-  /** `claimed`: a --once receiver found its sender (stop accepting); `ownerDone`: that sender's session ended with `code`. */
-  constructor(once: boolean, hooks: { claimed(): void; ownerDone(code: number): void }) {
+  /** `claimed`: a --once receiver found its sender (stop accepting); `ownerDone`: that sender's session ended, as `end` says. */
+  constructor(once: boolean, hooks: { claimed(): void; ownerDone(end: SessionEnd): void; oneAtATime?: boolean }) {
     this.once = once;
     this.hooks = hooks;
   }
@@ -31,12 +32,18 @@ export class Sessions {
   }
 
   /** Runs `session` over `conn` until it ends. */
-  add(conn: ReceiverConnection, session: Promise<number>): void {
+  add(conn: ReceiverConnection, session: Promise<SessionEnd>): void {
     this.running.set(conn, session);
-    void session.then((code) => {
+    void session.then((end) => {
       this.running.delete(conn);
-      if (conn === this.owner) this.hooks.ownerDone(code);
+      // A fetch dials one connection at a time: one that ends before its HELLO ends the wait for it too.
+      if (conn === this.owner || (this.hooks.oneAtATime && this.owner === null)) this.hooks.ownerDone(end);
     });
+  }
+
+  /** The owner's session was cut and its sender may come back (a fetch): the next HELLO owns the receiver again. */
+  release(): void {
+    this.owner = null;
   }
 
   /** `conn` said HELLO: with --once, it becomes the only session. */

@@ -28,11 +28,21 @@ const NUMBER = /^[1-9][0-9]{0,3}$/;
 /** Runs of spaces, underscores and dashes all read as one separator. */
 const SEPARATORS = /[\s_-]+/g;
 
-/** A fresh code: the number and each word drawn uniformly and independently (node:crypto randomInt). */
-export function generateCode(): string {
-  const parts = [String(randomInt(1, CODE_MAX_NUMBER + 1))];
+/**
+ * A fresh code: the number and each word drawn uniformly and independently
+ * (node:crypto randomInt). Through a relay the number is the room's
+ * (`number`, 1..CODE_LARGEST_NUMBER, public) and only the words are drawn.
+ */
+export function generateCode(number: number = randomInt(1, CODE_MAX_NUMBER + 1)): string {
+  if (!Number.isInteger(number) || number < 1 || number > CODE_LARGEST_NUMBER) throw new RangeError(`a code's number is 1 to ${CODE_LARGEST_NUMBER}, not ${number}`);
+  const parts = [String(number)];
   for (let i = 0; i < CODE_WORDS; i++) parts.push(WORDS[randomInt(WORDS.length)]!);
   return parts.join('-');
+}
+
+/** The number a code begins with: through a relay, its room (the code must be normalized). */
+export function codeNumber(code: string): number {
+  return Number(normalizeCode(code).split('-')[0]);
 }
 
 /**

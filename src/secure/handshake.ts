@@ -40,6 +40,13 @@ export interface HandshakeOptions {
   onFirstFrame?: () => void;
   /** Receiver: called with true when the handshake starts waiting for a limiter token, false when that ends. */
   onWaiting?: (waiting: boolean) => void;
+  /**
+   * The peer's part in the transfer, for messages. The roles follow the TCP
+   * direction, not the files: by default the client's peer is the receiver
+   * and the server's the sender, but `receive --from` is a client whose peer
+   * sends and `send --listen` a server whose peer receives.
+   */
+  peerRole?: 'sender' | 'receiver';
 }
 
 /**
@@ -68,10 +75,10 @@ export async function secureClient(socket: Socket, code: string, options: Handsh
     const first = await hs.next('PAKE');
     // The peer's words are not repeated, and nothing here advises --insecure:
     // a fake receiver answering HELLO must not talk the user into plaintext.
-    if (first.type === FrameType.Hello) throw new FerryError('ERR_INSECURE_MISMATCH', 'the receiver answered without encryption (it has no code); nothing was sent');
+    if (first.type === FrameType.Hello) throw new FerryError('ERR_INSECURE_MISMATCH', `the ${peerOf('client', options)} answered without encryption (it has no code); nothing was transferred`);
     const keys = spake2Finish(state, hs.expect(first, FrameType.Pake).share);
     const confirm = hs.expect(await hs.next('CONFIRM'), FrameType.Confirm);
-    if (!tagsEqual(confirm.tag, keys.cB)) throw new FerryError('ERR_BAD_CODE', "wrong code: the receiver's code differs");
+    if (!tagsEqual(confirm.tag, keys.cB)) throw new FerryError('ERR_BAD_CODE', `wrong code: the ${peerOf('client', options)}'s code differs`);
     hs.write(encodeFrame(FrameType.Confirm, keys.cA));
     hs.expect(await hs.next('SECURE'), FrameType.Secure);
     return await hs.startTls('client', tlsPsk(keys.Ke));
@@ -114,7 +121,7 @@ export async function secureServer(socket: Socket, guard: CodeGuard, options: Ha
     hs.write(Buffer.concat([encodeFrame(FrameType.Pake, state.share), encodeFrame(FrameType.Confirm, keys.cB)]));
     exposed = true;
     const confirm = hs.expect(await hs.next('CONFIRM'), FrameType.Confirm);
-    if (!tagsEqual(confirm.tag, keys.cA)) throw new FerryError('ERR_BAD_CODE', "wrong code: the sender's code differs");
+    if (!tagsEqual(confirm.tag, keys.cA)) throw new FerryError('ERR_BAD_CODE', `wrong code: the ${peerOf('server', options)}'s code differs`);
     attempt.settle(false);
     return await hs.startTls('server', tlsPsk(keys.Ke), encodeFrame(FrameType.Secure));
   } catch (err) {
@@ -122,6 +129,11 @@ export async function secureServer(socket: Socket, guard: CodeGuard, options: Ha
     attempt?.settle(exposed && options.signal?.aborted !== true);
     throw hs.fail(err);
   }
+}
+
+/** Who the peer is in the transfer (HandshakeOptions.peerRole). */
+function peerOf(role: 'client' | 'server', options: HandshakeOptions): 'sender' | 'receiver' {
+  return options.peerRole ?? (role === 'client' ? 'receiver' : 'sender');
 }
 
 /** The handshake's token, in its source's turn; a wait the bounds cut short, or a full queue, is ERR_RATE_LIMITED. */
@@ -147,19 +159,19 @@ async function takeToken(hs: Handshake, guard: CodeGuard, source: string): Promi
  * status: whoever sent it may be a stranger, and its text (escapes, forged
  * lines) never reaches a terminal or a log.
  */
-function remoteAbort(code: ErrorCode, role: 'client' | 'server'): FerryError {
-  const peer = role === 'client' ? 'the receiver' : 'the sender';
-  const why = ABORT_WORDS[code] ?? (role === 'client' ? 'the receiver ended the handshake' : 'the sender ended the handshake');
-  return new FerryError(code, `${why.replace('{peer}', peer)} (${code})`, { remote: true });
+function remoteAbort(code: ErrorCode, peerRole: 'sender' | 'receiver'): FerryError {
+  const peer = `the ${peerRole}`;
+  const why = ABORT_WORDS[code] ?? '{peer} ended the handshake';
+  return new FerryError(code, `${why.replaceAll('{peer}', peer)} (${code})`, { remote: true });
 }
 
 const ABORT_WORDS: Partial<Record<ErrorCode, string>> = {
   ERR_BAD_CODE: '{peer} refused the code: it does not match',
-  ERR_RATE_LIMITED: 'the receiver refused the code: too many wrong codes were tried',
+  ERR_RATE_LIMITED: '{peer} refused the code: too many wrong codes were tried',
   ERR_INSECURE_MISMATCH: '{peer} does not use a code for this transfer; nothing was sent',
-  ERR_BUSY: 'the receiver is busy',
+  ERR_BUSY: '{peer} is busy',
   ERR_TIMEOUT: '{peer} stopped waiting',
-  ERR_SHUTDOWN: 'the receiver is shutting down',
+  ERR_SHUTDOWN: '{peer} is shutting down',
 };
 
 const enum Phase {
@@ -179,6 +191,7 @@ const enum Phase {
 class Handshake {
   private readonly socket: Socket;
   private readonly role: 'client' | 'server';
+  private readonly peerRole: 'sender' | 'receiver';
   private readonly slack: number;
   private readonly timeoutMs: number;
   private onFirstFrame: (() => void) | undefined;
@@ -199,6 +212,7 @@ class Handshake {
   constructor(socket: Socket, role: 'client' | 'server', options: HandshakeOptions) {
     this.socket = socket;
     this.role = role;
+    this.peerRole = peerOf(role, options);
     this.slack = SLACK_BYTES[role];
     this.timeoutMs = options.timeoutMs;
     this.signal = options.signal;
@@ -276,7 +290,7 @@ class Handshake {
 
   /** `frame` as the one type this step allows; ABORT rejects with the peer's status, in our words. */
   expect<T extends FrameType>(frame: ControlFrame, type: T): Extract<ControlFrame, { type: T }> {
-    if (frame.type === FrameType.Abort) throw remoteAbort(frame.code, this.role);
+    if (frame.type === FrameType.Abort) throw remoteAbort(frame.code, this.peerRole);
     if (frame.type !== type) {
       const got = FRAME_NAMES.get(frame.type) ?? `0x${frame.type.toString(16)}`;
       throw new FerryError('ERR_UNEXPECTED_FRAME', `unexpected ${got} frame during the secure handshake (expected ${FRAME_NAMES.get(type) ?? type})`);

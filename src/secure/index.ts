@@ -1,5 +1,5 @@
 /** Pairing by code (docs/security.md): code format, SPAKE2, the wrong-code limiter, and the handshake that ends in TLS 1.3. */
-export { CODE_ENTROPY_BITS, generateCode, normalizeCode } from './code.js';
+export { CODE_ENTROPY_BITS, codeNumber, generateCode, normalizeCode } from './code.js';
 export { secureClient, secureServer, type HandshakeOptions } from './handshake.js';
 export { prepareClient } from './password.js';
 export { TLS_CIPHERS } from './tls.js';

@@ -1,11 +1,11 @@
 /**
- * One connection: dial, secure (unless --insecure), HELLO both ways, the
+ * One connection: its socket from the link (dialled, paired at a relay or
+ * accepted; secured unless --insecure), HELLO both ways, the
  * files probed (unless --no-skip-same), then each entry still to send
  * offered in turn (eager, large or stream), and BYE. What ends it
  * early is returned, for the retry loop to judge.
  */
 import type { Readable } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
 import { Connection, type SenderConnection } from '../connection.js';
 import type { EventListener } from '../events.js';
 import { SUPPORTED_ALGORITHMS, chooseAlgorithm, type HashAlgorithm } from '../hash.js';
@@ -14,10 +14,9 @@ import { FerryError, abortError, toFerryError } from '../protocol/errors.js';
 import { encodeBye, encodeHello } from '../protocol/messages.js';
 import { SENDER_STATES } from '../protocol/states.js';
 import type { RateLimiter } from '../rate-limit.js';
-import { secureClient } from '../secure/index.js';
-import { dial } from './dial.js';
 import { EagerWindow, isEager } from './eager.js';
 import { sendLarge } from './large.js';
+import type { Link } from './link.js';
 import { ProbeWindow } from './probe.js';
 import type { FileResult, Results } from './results.js';
 import type { BufferPool } from './source.js';
@@ -26,8 +25,8 @@ import type { Entry } from './walk.js';
 
 /** What every attempt of one send shares. */
 export interface SendContext {
-  host: string;
-  port: number;
+  /** How each attempt gets its socket (link.ts): dial, a relay's room, or the next receiver to connect. */
+  link: Link;
   timeoutMs: number;
   /** The algorithm --hash forces, if any. */
   forced: HashAlgorithm | undefined;
@@ -37,8 +36,6 @@ export interface SendContext {
   /** Made on the first large file: a tree of small files never needs it. */
   pool: BufferPool | undefined;
   stdin: Readable;
-  /** Absent: --insecure. */
-  code: string | undefined;
   signal: AbortSignal | undefined;
   /** --limit-rate: DATA waits for its tokens (src/rate-limit.ts). */
   limiter: RateLimiter | undefined;
@@ -48,8 +45,6 @@ export interface SendContext {
   update: boolean;
   /** --compress: ZDATA where the receiver's HELLO sets Feature.Compressed; `notice` once when it does not. */
   compress: { wanted: boolean; notice: ((message: string) => void) | undefined; told: boolean };
-  /** A connection already secured (LAN discovery proved the code over it): the next attempt takes it instead of dialling. */
-  ready?: TLSSocket | undefined;
 }
 
 /** Why an attempt ended early. */
@@ -117,12 +112,7 @@ export async function runAttempt(todo: readonly Entry[], ctx: SendContext, cutIn
 }
 
 async function connect(ctx: SendContext): Promise<SenderConnection> {
-  const ready = ctx.ready;
-  ctx.ready = undefined;
-  if (ready) return new Connection(ready, ctx.timeoutMs, SENDER_STATES);
-  const socket = await dial(ctx);
-  const secured = ctx.code === undefined ? socket : await secureClient(socket, ctx.code, { timeoutMs: ctx.timeoutMs, signal: ctx.signal });
-  return new Connection(secured, ctx.timeoutMs, SENDER_STATES);
+  return new Connection(await ctx.link.connect(), ctx.timeoutMs, SENDER_STATES);
 }
 
 /** HELLO both ways; the algorithm every offer of this connection uses, and whether its content may go compressed. */

@@ -7,10 +7,12 @@ export interface DialOptions {
   port: number;
   timeoutMs: number;
   signal?: AbortSignal;
+  /** What refuses a connection there when nothing listens (default: the receiver). */
+  expecting?: string;
 }
 
 /** Connects; errors become one clear ERR_CONNECT (or ERR_TIMEOUT, or the signal's reason). */
-export function dial({ host, port, timeoutMs, signal }: DialOptions): Promise<Socket> {
+export function dial({ host, port, timeoutMs, signal, expecting = '`ferry receive`' }: DialOptions): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = netConnect({ host, port });
     const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
@@ -31,7 +33,7 @@ export function dial({ host, port, timeoutMs, signal }: DialOptions): Promise<So
     socket.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      const why = err.code === 'ECONNREFUSED' ? 'connection refused (is `ferry receive` running there?)' : err.code ?? err.message;
+      const why = err.code === 'ECONNREFUSED' ? `connection refused (is ${expecting} running there?)` : err.code ?? err.message;
       reject(new FerryError('ERR_CONNECT', `cannot connect to ${where}: ${why}`, { cause: err }));
     });
   });

@@ -12,6 +12,7 @@
  *   offer.ts    a non-eager offer's round trips (OFFER/ACCEPT, END/VERDICT)
  *   results.ts  FileResult, judging a VERDICT, and the results of a send
  *   wait.ts     before the first connection: fail at once, or --wait for the receiver
+ *   link.ts     each attempt's socket: dialled (--to), paired at a relay, or accepted (--listen)
  *   dial.ts     the TCP connect
  *   (no host: src/discovery/find.ts finds the receiver on the LAN first)
  *   walk.ts     the paths given, as the list of what is offered
@@ -22,12 +23,14 @@ import { DEFAULT_TIMEOUT_MS } from '../connection.js';
 import type { EventListener } from '../events.js';
 import { SUPPORTED_ALGORITHMS, algorithmByName, type HashAlgorithm } from '../hash.js';
 import { exitCodeOf } from '../exit-codes.js';
-import { FerryError, toFerryError } from '../protocol/errors.js';
-import { DEFAULT_FIND_MS, findReceiver } from '../discovery/find.js';
+import { FerryError } from '../protocol/errors.js';
+import { DEFAULT_FIND_MS } from '../discovery/find.js';
 import { DEFAULT_PORT } from '../receiver/index.js';
 import { rateLimiter, type RateLimiter } from '../rate-limit.js';
 import { normalizeCode, prepareClient } from '../secure/index.js';
 import type { AttemptFailure, SendContext } from './attempt.js';
+import { directLink, lanLink, listenLink, relayLink, type Link, type LinkContext } from './link.js';
+import { RELAY_DEFAULT_PORT } from '../relay/wire.js';
 import { Results, type FileResult } from './results.js';
 import { sendWithRetries } from './retry.js';
 import { DEFAULT_CHUNK_SIZE } from './source.js';
@@ -39,17 +42,31 @@ export interface SendOptions {
   /** Files and folders to send ('-': standard input, named by `stdinName`). A folder goes with its whole tree. */
   files: string[];
   /**
-   * The receiver's address. Absent (with a code): the receiver is found on
-   * the LAN by its announcements (src/discovery/find.ts), among those that
-   * prove they hold the code.
+   * The receiver to dial (`--to`). At most one of `host`, `relay` and
+   * `listen`; with none (and a code), the receiver is found on the LAN by
+   * its announcements (src/discovery/find.ts), among those that prove they
+   * hold the code.
    */
   host?: string;
-  /** The receiver's port; with `host` only. */
+  /** Its port. Default 7878. */
   port?: number;
-  /** Without `host`: how long to listen for receivers' announcements. Default 3 s (DEFAULT_FIND_MS). */
+  /** On the LAN: how long to listen for receivers' announcements. Default 3 s (DEFAULT_FIND_MS). */
   findMs?: number;
-  /** Without `host`: the UDP port announcements arrive on. Default 7878 (ANNOUNCE_PORT). */
+  /** On the LAN: the UDP port announcements arrive on. Default 7878 (ANNOUNCE_PORT). */
   announcePort?: number;
+  /**
+   * Through a relay (docs/protocol.md, section 1.2). With `code`, the
+   * receiver waits there already (receive --relay) and is met in the room
+   * the code's number names; without, the sender goes first: it asks for a
+   * room, reports the code in a `listening` event and waits for the receiver.
+   */
+  relay?: { host: string; port?: number };
+  /**
+   * Listen, and send to the receiver that dials in (`receive --from`) with
+   * the code (given, or made fresh and reported in a `listening` event).
+   * Strangers that connect meet the receiver's defences (docs/security.md).
+   */
+  listen?: { host?: string; port?: number };
   /** Give up when the receiver is silent this long (connect included). Default 30 s. */
   timeoutMs?: number;
   /** Bytes per DATA frame. Default 1 MiB. */
@@ -62,7 +79,8 @@ export interface SendOptions {
   stdin?: Readable;
   /**
    * The receiver's one-time code: the session is encrypted and both sides
-   * authenticated by it (docs/security.md). Required unless `insecure`.
+   * authenticated by it (docs/security.md). Required unless `insecure`, or
+   * the sender goes first (`listen`, or `relay` without one: a fresh one is made).
    */
   code?: string;
   /** Plain TCP, no code: only with a receiver that is --insecure too. */
@@ -131,10 +149,11 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   emitPlan(entries, emit);
 
   const results = new Results(emit);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const link = linkFor(options, { timeoutMs, code: options.code, insecure: options.insecure ?? false, signal: options.signal, emit }, waitMs);
   const ctx: SendContext = {
-    host: options.host ?? '',
-    port: options.port ?? DEFAULT_PORT,
-    timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    link,
+    timeoutMs,
     forced,
     emit,
     results,
@@ -142,18 +161,22 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     pool: undefined,
     limiter,
     stdin: options.stdin ?? process.stdin,
-    code: options.code,
     signal: options.signal,
     // Sending a folder again is the common case; a lost verdict is the other: a retry finds the file there.
     probe: { first: options.skipSame ?? entries.some((e) => e.kind === 'directory'), retries: options.skipSame !== false },
     update: options.update ?? false,
     compress: { wanted: options.compress ?? false, notice: options.onNotice, told: false },
   };
-  const failure = (await findOnLan(options, ctx, waitMs)) ?? (await sendWithRetries(entries, ctx, { retries, firstDelayMs: options.retryDelayMs ?? 1000, waitMs }));
+  let failure: AttemptFailure | undefined;
+  try {
+    failure = await sendWithRetries(entries, ctx, { retries, firstDelayMs: options.retryDelayMs ?? 1000, waitMs });
+  } finally {
+    link.close();
+  }
   const error = failure?.error;
   if (error) {
     results.failRest(entries, error);
-    emit({ event: 'error', code: error.code, message: error.message, exitCode: exitCodeOf(error.code), name: failure.during?.name });
+    emit({ event: 'error', code: error.code, message: error.message, exitCode: exitCodeOf(error.code), name: failure?.during?.name });
   }
   const files = results.of(entries);
   const exitCode = Math.max(0, ...files.map((r) => exitCodeOf(r.code)));
@@ -191,11 +214,16 @@ function checkOptions(options: SendOptions): Checked {
   const retries = options.retries ?? 0;
   if (!Number.isInteger(retries) || retries < 0) throw new FerryError('ERR_USAGE', `retries must be a whole number, not ${retries}`);
   if (options.code !== undefined && options.insecure) throw new FerryError('ERR_USAGE', 'a code and --insecure do not go together');
-  if (options.code === undefined && !options.insecure) {
+  const ways = [options.host !== undefined, options.relay !== undefined, options.listen !== undefined].filter(Boolean).length;
+  if (ways > 1) throw new FerryError('ERR_USAGE', 'say how to reach the receiver once: --to HOST, --relay HOST, or --listen');
+  if (options.relay && options.insecure) throw new FerryError('ERR_USAGE', '--insecure does not go through a relay: the code names the room');
+  // Going first, the sender makes the code; otherwise it must have the receiver's.
+  const first = options.listen !== undefined || options.relay !== undefined;
+  if (options.code === undefined && !options.insecure && !first) {
     throw new FerryError('ERR_USAGE', "a code is needed: --code CODE (or FERRY_CODE) as the receiver printed it; or --insecure on both sides");
   }
   if (options.code !== undefined) normalizeCode(options.code);
-  if (options.host === undefined && options.code === undefined) throw new FerryError('ERR_USAGE', 'a receiver is found on the LAN by its code: --insecure needs --to HOST');
+  if (ways === 0 && options.code === undefined) throw new FerryError('ERR_USAGE', 'a receiver is found on the LAN by its code: --insecure needs --to HOST');
   if (options.host === undefined && options.port !== undefined) throw new FerryError('ERR_USAGE', 'a port without a host');
   if (options.findMs !== undefined && !(Number.isFinite(options.findMs) && options.findMs > 0)) throw new FerryError('ERR_USAGE', `find time must be a positive number of milliseconds, not ${options.findMs}`);
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
@@ -207,29 +235,13 @@ function checkOptions(options: SendOptions): Checked {
   return { forced, retries, chunkSize: limiter ? Math.min(chunkSize, limiter.burst) : chunkSize, waitMs, limiter };
 }
 
-/**
- * No host: the receiver that proves it holds the code on the LAN becomes
- * the host every attempt dials (retries included), and the first attempt
- * goes over the connection that proved it. --wait lengthens the search.
- */
-async function findOnLan(options: SendOptions, ctx: SendContext, waitMs: number): Promise<AttemptFailure | undefined> {
-  if (options.host !== undefined) return undefined;
-  try {
-    const found = await findReceiver({
-      code: options.code!,
-      findMs: Math.max(options.findMs ?? DEFAULT_FIND_MS, waitMs),
-      timeoutMs: ctx.timeoutMs,
-      signal: options.signal,
-      udpPort: options.announcePort,
-    });
-    ctx.host = found.host;
-    ctx.port = found.port;
-    ctx.ready = found.socket;
-    ctx.emit({ event: 'found', host: found.host, port: found.port, candidates: found.candidates });
-    return undefined;
-  } catch (err) {
-    return { error: toFerryError(err), during: undefined, unreached: true };
-  }
+/** The link the options ask for (link.ts). */
+function linkFor(options: SendOptions, ctx: LinkContext, waitMs: number): Link {
+  if (options.relay) return relayLink({ host: options.relay.host, port: options.relay.port ?? RELAY_DEFAULT_PORT }, ctx);
+  if (options.listen) return listenLink({ host: options.listen.host, port: options.listen.port ?? DEFAULT_PORT }, ctx);
+  if (options.host !== undefined) return directLink({ host: options.host, port: options.port ?? DEFAULT_PORT }, ctx);
+  // --wait lengthens the search.
+  return lanLink({ findMs: Math.max(options.findMs ?? DEFAULT_FIND_MS, waitMs), udpPort: options.announcePort }, ctx);
 }
 
 function emitPlan(entries: readonly Entry[], emit: EventListener): void {

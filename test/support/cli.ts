@@ -53,6 +53,18 @@ export function ferry(args: string[], env: Record<string, string> = {}, opts: Sp
   return proc;
 }
 
+/**
+ * Runs `ferry ARGS` without the test code: for a side that makes its own
+ * code (a receiver or a sender going first at a relay, `send --listen`).
+ */
+export function ferryUncoded(args: string[], env: Record<string, string> = {}, opts: SpawnJsonOptions = {}): FerryProcess {
+  const { FERRY_CODE: _unset, ...inherited } = process.env;
+  const proc = spawnJson(process.execPath, [CLI, ...withRetryDefault(args)], { ...inherited, ...env }, opts);
+  running.add(proc.child);
+  void proc.exited.then(() => running.delete(proc.child));
+  return proc;
+}
+
 /** Starts `ferry receive --json` on loopback, port 0; resolves once it printed its port. */
 export async function receiver(dir: string, extra: string[] = [], opts: SpawnJsonOptions = {}): Promise<FerryProcess & { port: number }> {
   const proc = ferry(['receive', '--json', '--host', '127.0.0.1', '--port', '0', '--dir', dir, ...extra], {}, opts);

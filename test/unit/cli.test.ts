@@ -112,9 +112,9 @@ describe('a code that is not one: ERR_USAGE naming what is wrong, before anythin
 
   test.each([
     ['07-orbit-velvet-cactus', "the code's number is written without a leading zero: 7, not 07"],
-    ['0-orbit-velvet-cactus', "the code's number is 1 to 999, not 0"],
-    ['1000-orbit-velvet-cactus', "the code's number is 1 to 999, not 1000"],
-    ['seven-orbit-velvet-cactus', 'the code must begin with its number (1 to 999), not "seven"'],
+    ['0-orbit-velvet-cactus', "the code's number is 1 to 9999, not 0"],
+    ['10000-orbit-velvet-cactus', "the code's number is 1 to 9999, not 10000"],
+    ['seven-orbit-velvet-cactus', 'the code must begin with its number (1 to 9999), not "seven"'],
     ['7-orbit-velvet', 'code must look like 7-orbit-velvet-cactus: a number and three words, not 3 parts'],
     ['7-orbit-velvet-cactus-apple', 'code must look like 7-orbit-velvet-cactus: a number and three words, not 5 parts'],
   ])('%j: %s', (code, message) => {
@@ -264,5 +264,66 @@ describe('yargs', () => {
     expect(parseArgs(['-v', 'receive', '--code', CODE])).toMatchObject({ output: { verbose: true } });
     expect(parseArgs(['send', 'f', '--to', 'h', '--verbose'], { FERRY_CODE: CODE })).toMatchObject({ output: { verbose: true } });
     expect(parseArgs(['send', 'f', '--to', 'h'], { FERRY_CODE: CODE })).toMatchObject({ output: { verbose: false } });
+  });
+});
+
+describe('who listens and who sends: --relay, --listen, --from, FERRY_RELAY', () => {
+  function receiveOf(argv: string[], env: Record<string, string> = {}): Extract<Parsed, { command: 'receive' }>['options'] {
+    const parsed = parseArgs(['receive', ...argv], env);
+    if (parsed.command !== 'receive') throw new Error(`parsed as ${parsed.command}`);
+    return parsed.options;
+  }
+
+  test('--relay HOST takes port 7879; HOST:PORT and [IPV6]:PORT as --to does', () => {
+    expect(sendOf(['f', '--relay', 'relay.example']).relay).toEqual({ host: 'relay.example', port: 7879 });
+    expect(sendOf(['f', '--relay', '[::1]:9000']).relay).toEqual({ host: '::1', port: 9000 });
+    expect(receiveOf(['--relay', 'r:1']).relay).toEqual({ host: 'r', port: 1 });
+    expect(receiveOf(['--relay', 'r:1'])).not.toHaveProperty('port');
+  });
+
+  test('send --listen with --host and --port; those without --listen are a usage error', () => {
+    expect(sendOf(['f', '--listen', '--host', '127.0.0.1', '--port', '0']).listen).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(sendOf(['f', '--listen']).listen).toEqual({ port: 7878 });
+    expect(usageError(['send', 'f', '--to', 'h', '--port', '1']).message).toMatch(/with --listen/);
+  });
+
+  test('receive --from HOST[:PORT]', () => {
+    expect(receiveOf(['--from', 'h:9', '--code', CODE]).from).toEqual({ host: 'h', port: 9 });
+    expect(receiveOf(['--from', 'h', '--code', CODE]).from).toEqual({ host: 'h', port: 7878 });
+  });
+
+  test.each([
+    [['send', 'f', '--to', 'h', '--relay', 'r']],
+    [['send', 'f', '--to', 'h', '--listen']],
+    [['send', 'f', '--relay', 'r', '--listen']],
+    [['receive', '--relay', 'r', '--from', 'h']],
+    [['receive', '--relay', 'r', '--port', '1']],
+    [['receive', '--from', 'h', '--host', '::']],
+    [['send', 'f', '--relay', 'r:0']],
+    [['receive', '--from', 'h:0']],
+  ])('%j: one way at a time', (argv) => {
+    usageError(argv);
+  });
+
+  test('FERRY_RELAY is the default relay; an explicit --to, --listen, --from, --host or --port wins; empty is unset', () => {
+    const env = { FERRY_CODE: CODE, FERRY_RELAY: 'relay.example:7000' };
+    expect(sendOf(['f'], env).relay).toEqual({ host: 'relay.example', port: 7000 });
+    expect(sendOf(['f', '--to', 'h'], env)).toMatchObject({ host: 'h', port: 7878 });
+    expect(sendOf(['f', '--to', 'h'], env)).not.toHaveProperty('relay');
+    expect(sendOf(['f', '--listen'], env)).not.toHaveProperty('relay');
+    expect(sendOf(['f', '--relay', 'other'], env).relay).toEqual({ host: 'other', port: 7879 });
+    expect(receiveOf([], env).relay).toEqual({ host: 'relay.example', port: 7000 });
+    expect(receiveOf(['--port', '0'], env)).toMatchObject({ port: 0 });
+    expect(receiveOf(['--port', '0'], env)).not.toHaveProperty('relay');
+    expect(receiveOf(['--from', 'h'], env)).not.toHaveProperty('relay');
+    expect(receiveOf([], { FERRY_RELAY: '' })).toMatchObject({ port: 7878 });
+    // Without FERRY_RELAY a send with neither looks on the LAN.
+    expect(sendOf(['f'], { FERRY_CODE: CODE, FERRY_RELAY: '' })).toHaveProperty('findMs');
+  });
+
+  test('a receiver announces itself on the LAN only where it listens: not at a relay, not dialling --from', () => {
+    expect(receiveOf([]).announce).toBe(true);
+    expect(receiveOf(['--relay', 'r']).announce).toBe(false);
+    expect(receiveOf(['--from', 'h', '--code', CODE]).announce).toBe(false);
   });
 });
