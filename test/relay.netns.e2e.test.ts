@@ -34,6 +34,12 @@ const MiB = 1024 * KiB;
 /** A code as the relay hands it out: a nameplate, then three list words. */
 const CODE = /^[1-9][0-9]{0,3}(-[a-z]+){3}$/;
 
+/** The relays the receiver-first and sender-first tests run through: ferry's own, and Debian's magic-wormhole-transit-relay. */
+const RELAYS: Array<[string, (on: Star) => Promise<Relay>]> = [
+  ['ferry relay', (on) => startRelay(on)],
+  ['the transit relay (twist3)', startTransit],
+];
+
 if (!canUseNetns) console.warn(`relay.netns.e2e.test.ts: the namespace tests are skipped, network namespaces are not available: ${netnsUnavailable}`);
 
 const title = canUseNetns ? 'ferry through a relay: hosts A and B reach R, not each other' : `ferry through a relay in network namespaces (skipped: ${netnsUnavailable})`;
@@ -73,36 +79,39 @@ describe.skipIf(!canUseNetns)(title, () => {
     console.log(`relay netns: A -> B ${JSON.stringify(aToB)}; B -> A ${JSON.stringify(bToA)}`);
   }, 40_000);
 
-  test('receiver first through R: A receives, B sends a file and a folder; names, content and modes arrive', async () => {
-    const relay = await startRelay(star);
-    const src = await tempDir('ferry-relay-src-');
-    const expected = await writeTree(src, [
-      ['naïve café – Ωmega.txt', 40 * KiB, 0o640],
-      ['tree/run.sh', 3 * KiB, 0o755],
-      ['tree/sub/data.bin', 1536 * KiB, 0o600],
-    ]);
-    const dst = await tempDir('ferry-relay-dst-');
-    const rx = await receiverFirst(star, 'a', relay.address, dst, ['--once']);
-    const tx = star.ferry('b', ['send', join(src, 'naïve café – Ωmega.txt'), join(src, 'tree'), '--relay', relay.address, '--code', rx.code, '--json']);
-    await expectExits([tx, rx], [ExitCode.Ok, ExitCode.Ok], 30_000);
-    expect(await snapshot(dst)).toEqual(expected);
-    await expectPairedAB(relay);
-  }, 45_000);
+  // Through ferry's relay, and through an independently written one that speaks the same pairing line.
+  for (const [name, start] of RELAYS) {
+    test(`receiver first through ${name} on R: A receives, B sends a file and a folder; names, content and modes arrive`, async () => {
+      const relay = await start(star);
+      const src = await tempDir('ferry-relay-src-');
+      const expected = await writeTree(src, [
+        ['naïve café – Ωmega.txt', 40 * KiB, 0o640],
+        ['tree/run.sh', 3 * KiB, 0o755],
+        ['tree/sub/data.bin', 1536 * KiB, 0o600],
+      ]);
+      const dst = await tempDir('ferry-relay-dst-');
+      const rx = await receiverFirst(star, 'a', relay.address, dst, ['--once']);
+      const tx = star.ferry('b', ['send', join(src, 'naïve café – Ωmega.txt'), join(src, 'tree'), '--relay', relay.address, '--code', rx.code, '--json']);
+      await expectExits([tx, rx], [ExitCode.Ok, ExitCode.Ok], 30_000);
+      expect(await snapshot(dst)).toEqual(expected);
+      if (relay.logsPairings) await expectPairedAB(relay);
+    }, 45_000);
 
-  test('sender first through R: A sends and waits with a code, B fetches with it and exits when done; names, content and modes arrive', async () => {
-    const relay = await startRelay(star);
-    const src = await tempDir('ferry-relay-src-');
-    const expected = await writeTree(src, [
-      ['first.bin', 900 * KiB, 0o700],
-      ['second.txt', 5 * KiB, 0o644],
-    ]);
-    const dst = await tempDir('ferry-relay-dst-');
-    const tx = await senderFirst(star, 'a', relay.address, [join(src, 'first.bin'), join(src, 'second.txt')]);
-    const rx = star.ferry('b', ['receive', '--relay', relay.address, '--code', tx.code, '--dir', dst, '--json']);
-    await expectExits([tx, rx], [ExitCode.Ok, ExitCode.Ok], 30_000);
-    expect(await snapshot(dst)).toEqual(expected);
-    await expectPairedAB(relay);
-  }, 45_000);
+    test(`sender first through ${name} on R: A sends and waits with a code, B fetches with it and exits when done; names, content and modes arrive`, async () => {
+      const relay = await start(star);
+      const src = await tempDir('ferry-relay-src-');
+      const expected = await writeTree(src, [
+        ['first.bin', 900 * KiB, 0o700],
+        ['second.txt', 5 * KiB, 0o644],
+      ]);
+      const dst = await tempDir('ferry-relay-dst-');
+      const tx = await senderFirst(star, 'a', relay.address, [join(src, 'first.bin'), join(src, 'second.txt')]);
+      const rx = star.ferry('b', ['receive', '--relay', relay.address, '--code', tx.code, '--dir', dst, '--json']);
+      await expectExits([tx, rx], [ExitCode.Ok, ExitCode.Ok], 30_000);
+      expect(await snapshot(dst)).toEqual(expected);
+      if (relay.logsPairings) await expectPairedAB(relay);
+    }, 45_000);
+  }
 
   test('a folder resumes after the relay is SIGKILLed mid-transfer and restarted on its port: it arrives whole, and the second run sent less than the whole', async () => {
     const first = await startRelay(star);
@@ -353,6 +362,8 @@ describe('ferry through a relay on loopback (no namespace)', () => {
 interface Relay {
   star: Star;
   proc: NsProcess;
+  /** ferry's relay logs a JSON line per pairing (rate-limited); the transit relay's log is its own. */
+  logsPairings: boolean;
   port: number;
   /** HOST:PORT as the clients give it to --relay. */
   address: string;
@@ -364,7 +375,7 @@ async function startRelay(on: Star, port = 0): Promise<Relay> {
   const listening = await proc.waitFor((e) => e.event === 'listening', 15_000);
   expect(listening.host).toBe(on.relay.addr);
   if (port !== 0) expect(listening.port).toBe(port);
-  return { star: on, proc, port: listening.port as number, address: `${on.relay.addr}:${listening.port as number}` };
+  return { star: on, proc, logsPairings: true, port: listening.port as number, address: `${on.relay.addr}:${listening.port as number}` };
 }
 
 /** The relay logged a pairing, and every pairing it logged joined A with B. */
@@ -372,6 +383,17 @@ async function expectPairedAB(relay: Relay): Promise<void> {
   await relay.proc.waitFor((e) => e.event === 'paired', 5000);
   const ab = [relay.star.leaves.a!.addr, relay.star.leaves.b!.addr].sort();
   for (const e of relay.proc.events.filter((ev) => ev.event === 'paired')) expect([...(e.sources as string[])].sort()).toEqual(ab);
+}
+
+/**
+ * Debian's magic-wormhole-transit-relay (twist3) on R, on R's address and port 0; resolves once it
+ * logged its port. Its log is JSON lines too ("Transit starting on N" in `log_text`).
+ */
+async function startTransit(on: Star): Promise<Relay> {
+  const proc = on.spawn(RELAY_HOST, ['twist3', 'transitrelay', `--port=tcp:0:interface=${on.relay.addr}`]);
+  const starting = await proc.waitFor((e) => /^Transit starting on \d+$/.test(String(e.log_text)), 15_000);
+  const port = Number(/(\d+)$/.exec(String(starting.log_text))![1]);
+  return { star: on, proc, logsPairings: false, port, address: `${on.relay.addr}:${port}` };
 }
 
 type Coded<P extends JsonProcess = NsProcess> = P & { code: string };
