@@ -67,7 +67,8 @@ export function spawnJson(
       pending = pending.slice(nl + 1);
       lines.push(line);
       try {
-        const event = JSON.parse(line) as JsonEvent;
+        // A leading RS (0x1e) is a JSON text sequence's (RFC 7464), as twisted's log writes to a pipe.
+        const event = JSON.parse(line.replace(/^\x1e/, '')) as JsonEvent;
         times.set(event, performance.now());
         events.push(event);
       } catch {
