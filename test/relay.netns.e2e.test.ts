@@ -2,7 +2,8 @@
  * The relay's promises end to end (issue 16), with the real CLI: `ferry
  * relay` on a host R, clients on hosts A and B that reach R but not each
  * other (test/support/star.ts), so every byte between them went through the
- * relay. Receiver first and sender first; a folder that resumes after the
+ * relay. Receiver first and sender first, through ferry's relay and through
+ * Debian's magic-wormhole-transit-relay; a folder that resumes after the
  * relay is killed and restarted; 20 pairs at once, none crossed; a wrong
  * code; junk and idle connections beside a real pair. On loopback, with no
  * namespace: a recording proxy in front of the relay that must see neither a
