@@ -6,6 +6,7 @@
  * --json).
  */
 import './threadpool.js';
+import './heap.js';
 import { hideBin } from 'yargs/helpers';
 import { parseArgs, type OutputArgs, type ReceiveRequest, type SendRequest } from './cli.js';
 import { jsonLine, Output } from './output/index.js';
