@@ -351,7 +351,7 @@ function strangerEmit(admission: Admission, ticket: Ticket, emit: EventListener)
  * Binds the server. With no host, listens on '::' with IPv4 mapped in (all
  * interfaces, both families), falling back to 0.0.0.0 where IPv6 is off.
  */
-async function listen(server: Server, host: string | undefined, port: number): Promise<{ host: string; port: number }> {
+export async function listen(server: Server, host: string | undefined, port: number): Promise<{ host: string; port: number }> {
   const attempt = (bindHost: string): Promise<void> =>
     new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
