@@ -5,6 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, test } from 'vitest';
+import { burstFor } from '../src/rate-limit.js';
 import { Rooms } from '../src/relay/rooms.js';
 import { startRelay, type Relay, type RelayOptions } from '../src/relay/server.js';
 import type { RelayEvent } from '../src/relay/log.js';
@@ -264,6 +265,23 @@ describe('limits', () => {
     expect(b.bytes.subarray(3)).toEqual(flood.subarray(0, MiB));
     await a.waitForEnd();
     expect(r.events.find((e) => e.event === 'unpaired')).toMatchObject({ bytes: MiB, reason: 'bytes' });
+  });
+
+  test('rate per pair: with the clock stopped the pair gets its burst and then waits; as time passes the rest follows', async () => {
+    const stoppedAt = performance.now();
+    let stopped = true;
+    const rate = 2 * MiB;
+    const r = await relay({ now: () => (stopped ? stoppedAt : performance.now()), limits: { pairRate: rate } });
+    const [a, b] = await pair(r.port);
+    const payload = randomBytes(2 * MiB);
+    a.write(payload);
+    await until(() => r.stats().throttled === 1, 'the pair held to its rate');
+    // The burst (a tenth of a second of the rate), and the socket reads that ran into debt: no more.
+    const early = b.bytes.length - 3;
+    expect(early).toBeLessThanOrEqual(burstFor(rate) + 2 * 64 * 1024);
+    stopped = false;
+    const got = await b.waitForBytes(3 + payload.length, 20_000);
+    expect(got.subarray(3).equals(payload)).toBe(true);
   });
 
   test('memory stays bounded when one side floods and the other never reads, and all of it arrives once it does', async () => {

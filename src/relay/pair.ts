@@ -7,7 +7,7 @@
  * error, a reset or a limit ends both.
  */
 import type { Socket } from 'node:net';
-import { RateLimiter } from '../rate-limit.js';
+import { RateLimiter, type Clock } from '../rate-limit.js';
 
 export type PairEnd = 'closed' | 'error' | 'idle' | 'bytes' | 'shutdown';
 
@@ -15,6 +15,8 @@ export interface PairLimits {
   idleMs: number;
   bytes: number | undefined;
   rate: number | undefined;
+  /** The rate limit's clock (milliseconds); default performance.now. */
+  now?: Clock;
 }
 
 type PauseReason = 'drain' | 'rate';
@@ -36,7 +38,7 @@ export class Pair {
   constructor(a: Socket, b: Socket, limits: PairLimits, onEnd: (how: PairEnd) => void) {
     this.sockets = [a, b];
     this.limits = limits;
-    this.limiter = limits.rate === undefined ? undefined : new RateLimiter(limits.rate);
+    this.limiter = limits.rate === undefined ? undefined : new RateLimiter(limits.rate, limits.now ? { now: limits.now } : {});
     this.onEnd = onEnd;
     this.forward(a, b);
     this.forward(b, a);
@@ -49,8 +51,17 @@ export class Pair {
 
   /** Directions paused now because their destination is not taking bytes (0, 1 or 2). */
   get stalled(): number {
+    return this.pausedFor('drain');
+  }
+
+  /** Directions paused now to keep the pair under its rate. */
+  get throttled(): number {
+    return this.pausedFor('rate');
+  }
+
+  private pausedFor(reason: PauseReason): number {
     let n = 0;
-    for (const reasons of this.paused.values()) if (reasons.has('drain')) n++;
+    for (const reasons of this.paused.values()) if (reasons.has(reason)) n++;
     return n;
   }
 

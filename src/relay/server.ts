@@ -38,7 +38,7 @@ export interface RelayOptions {
   port?: number;
   /** Any of the limits of src/relay/limits.ts; the rest keep their defaults (RELAY_LIMITS). */
   limits?: Partial<RelayLimits>;
-  /** Milliseconds, for the nameplate grace period. Default performance.now; injected in tests. */
+  /** Milliseconds, for the nameplate grace period and the pair rate. Default performance.now; injected in tests. */
   now?: Clock;
   /** Log events: listening, each pairing, each pair's end, each refusal (rate-limited). */
   onEvent?: RelayEventListener;
@@ -54,6 +54,8 @@ export interface RelayStats {
   pairs: number;
   /** Directions paused because their destination does not read (backpressure at work). */
   stalled: number;
+  /** Directions paused to keep their pair under `pairRate`. */
+  throttled: number;
   /** Bytes queued in the relay for all pairs now. */
   buffered: number;
   /** The largest write queue any pair's destination held at once, since the relay started. */
@@ -108,7 +110,8 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   const limits: RelayLimits = { ...RELAY_LIMITS, ...options.limits };
   const emit = rateLimitedLog(options.onEvent ?? (() => {}));
   const budget = new SourceBudget(limits);
-  const rooms = new Rooms<Client>(limits.graceMs, options.now ?? (() => performance.now()));
+  const now = options.now ?? (() => performance.now());
+  const rooms = new Rooms<Client>(limits.graceMs, now);
   const pairs = new Set<Pair>();
   const sockets = new Set<Socket>();
   let peakBuffered = 0;
@@ -139,7 +142,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
       c.socket.write(RELAY_OK);
     }
     const started = performance.now();
-    const pair = new Pair(a.socket, b.socket, { idleMs: limits.pairIdleMs, bytes: limits.pairBytes, rate: limits.pairRate }, (how: PairEnd) => {
+    const pair = new Pair(a.socket, b.socket, { idleMs: limits.pairIdleMs, bytes: limits.pairBytes, rate: limits.pairRate, now }, (how: PairEnd) => {
       pairs.delete(pair);
       peakBuffered = Math.max(peakBuffered, pair.peakBuffered);
       for (const c of [a, b]) {
@@ -257,13 +260,15 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     stats: () => {
       let buffered = 0;
       let stalled = 0;
+      let throttled = 0;
       let peak = peakBuffered;
       for (const pair of pairs) {
         buffered += pair.buffered;
         stalled += pair.stalled;
+        throttled += pair.throttled;
         peak = Math.max(peak, pair.peakBuffered);
       }
-      return { connections: budget.size, waiting: rooms.waiting, pairs: pairs.size, stalled, buffered, peakBuffered: peak };
+      return { connections: budget.size, waiting: rooms.waiting, pairs: pairs.size, stalled, throttled, buffered, peakBuffered: peak };
     },
     close,
   };

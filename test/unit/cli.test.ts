@@ -105,9 +105,9 @@ describe('a code that is not one: ERR_USAGE naming what is wrong, before anythin
 
   test.each([
     ['07-orbit-velvet-cactus', "the code's number is written without a leading zero: 7, not 07"],
-    ['0-orbit-velvet-cactus', "the code's number is 1 to 999, not 0"],
-    ['1000-orbit-velvet-cactus', "the code's number is 1 to 999, not 1000"],
-    ['seven-orbit-velvet-cactus', 'the code must begin with its number (1 to 999), not "seven"'],
+    ['0-orbit-velvet-cactus', "the code's number is 1 to 9999, not 0"],
+    ['10000-orbit-velvet-cactus', "the code's number is 1 to 9999, not 10000"],
+    ['seven-orbit-velvet-cactus', 'the code must begin with its number (1 to 9999), not "seven"'],
     ['7-orbit-velvet', 'code must look like 7-orbit-velvet-cactus: a number and three words, not 3 parts'],
     ['7-orbit-velvet-cactus-apple', 'code must look like 7-orbit-velvet-cactus: a number and three words, not 5 parts'],
   ])('%j: %s', (code, message) => {
@@ -232,7 +232,7 @@ describe('receive and clean', () => {
 describe('yargs', () => {
   test('unknown options, no command: usage errors', () => {
     expect(usageError(['receive', '--bogus']).message).toMatch(/Unknown argument: bogus/);
-    expect(usageError([]).message).toBe('name a command: receive or send');
+    expect(usageError([]).message).toBe('name a command: receive, send or relay');
     usageError(['fly']);
     usageError(['send', 'f', '--to', 'h', '--hash', 'md5']);
   });
@@ -254,5 +254,22 @@ describe('yargs', () => {
     expect(parseArgs(['-v', 'receive', '--code', CODE])).toMatchObject({ output: { verbose: true } });
     expect(parseArgs(['send', 'f', '--to', 'h', '--verbose'], { FERRY_CODE: CODE })).toMatchObject({ output: { verbose: true } });
     expect(parseArgs(['send', 'f', '--to', 'h'], { FERRY_CODE: CODE })).toMatchObject({ output: { verbose: false } });
+  });
+});
+
+describe('ferry relay', () => {
+  test('defaults: port 7879, all interfaces, the documented limits; flags set each limit', () => {
+    expect(parseArgs(['relay'])).toMatchObject({ command: 'relay', options: { port: 7879, limits: { perSource: 128, total: 4096, waiting: 2048, lineMs: 5000, waitMs: 600_000, graceMs: 600_000 } } });
+    const parsed = parseArgs(['relay', '--port', '0', '--host', '::1', '--max-per-source', '4', '--grace', '1.5', '--max-pair-bytes', '1G', '--limit-rate', '1M', '--json']);
+    expect(parsed).toMatchObject({ command: 'relay', output: { json: true }, options: { port: 0, host: '::1', limits: { perSource: 4, graceMs: 1500, pairBytes: 1024 ** 3, pairRate: 1024 ** 2 } } });
+    const plain = parseArgs(['relay']);
+    expect(plain.command === 'relay' && plain.options.limits).not.toHaveProperty('pairBytes');
+  });
+
+  test('a limit that is no limit, a size that is a rate, a code: usage errors', () => {
+    expect(usageError(['relay', '--max-connections', '1.5']).message).toMatch(/--max-connections must be a whole number/);
+    expect(usageError(['relay', '--line-timeout', '0']).message).toMatch(/--line-timeout must be a positive number/);
+    expect(usageError(['relay', '--max-pair-bytes', '1M/s']).message).toMatch(/expected a number of bytes/);
+    expect(usageError(['relay', '--insecure']).message).toMatch(/a relay takes no --code or --insecure/);
   });
 });
