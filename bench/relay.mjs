@@ -90,6 +90,7 @@ async function once(mode, size, block) {
   let relay;
   let socket;
   let cpuBefore;
+  let rssBefore;
   if (mode === 'direct') {
     sink.proc.send({ listen: true, size });
     const { port } = await sink.next((m) => m.port);
@@ -102,7 +103,7 @@ async function once(mode, size, block) {
     socket = await dial(port, relayLine(ROOM, SENDER_SIDE));
     await new Promise((resolve) => socket.once('data', resolve)); // ok
     relay.proc.send('cpu');
-    cpuBefore = (await relay.next((m) => m.cpu)).cpu;
+    ({ cpu: cpuBefore, rss: rssBefore } = await relay.next((m) => m.cpu));
   }
   const done = sink.next((m) => m.done);
   const started = performance.now();
@@ -114,7 +115,7 @@ async function once(mode, size, block) {
     relay.proc.send('cpu');
     const { cpu, rss } = await relay.next((m) => m.cpu);
     const cpuS = (cpu.user - cpuBefore.user + cpu.system - cpuBefore.system) / 1e6;
-    Object.assign(result, { relayCpuS: cpuS, relayCpuSPerGiB: cpuS / (size / 1024 ** 3), relayRssMiB: rss / 2 ** 20 });
+    Object.assign(result, { relayCpuS: cpuS, relayCpuSPerGiB: cpuS / (size / 1024 ** 3), relayRssBeforeMiB: rssBefore / 2 ** 20, relayRssMiB: rss / 2 ** 20 });
     relay.proc.send('exit');
   }
   socket.destroy();
@@ -146,5 +147,5 @@ async function parent(size, runs) {
   console.log(`${mb} MB of plain TCP over loopback, best of ${runs}:`);
   console.log(`  direct        ${best.direct.mbps.toFixed(0)} MB/s`);
   console.log(`  via relay     ${best.relay.mbps.toFixed(0)} MB/s (${((100 * best.relay.mbps) / best.direct.mbps).toFixed(0)}% of direct)`);
-  console.log(`  relay CPU     ${best.relay.relayCpuSPerGiB.toFixed(2)} s per GiB (user + system), RSS ${best.relay.relayRssMiB.toFixed(0)} MiB`);
+  console.log(`  relay CPU     ${best.relay.relayCpuSPerGiB.toFixed(2)} s per GiB (user + system), RSS ${best.relay.relayRssBeforeMiB.toFixed(0)} MiB paired, ${best.relay.relayRssMiB.toFixed(0)} MiB after`);
 }

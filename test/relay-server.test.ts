@@ -4,12 +4,18 @@
  * by hand.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { readFile, readdir } from 'node:fs/promises';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { burstFor } from '../src/rate-limit.js';
+import { receive } from '../src/receiver/index.js';
+import { send } from '../src/sender/index.js';
 import { Rooms } from '../src/relay/rooms.js';
 import { startRelay, type Relay, type RelayOptions } from '../src/relay/server.js';
 import type { RelayEvent } from '../src/relay/log.js';
 import { NAMEPLATE_MAX, RECEIVER_SIDE, RELAY_MAX_LINE, SENDER_SIDE, allocateLine, relayLine, roomToken } from '../src/relay/wire.js';
+import { tempDir, writeSample } from './support/files.js';
 import { HAVE_TWIST3, rawClient, transitRelay, until, type RawClient } from './support/relay-raw.js';
 
 const MiB = 1024 * 1024;
@@ -356,6 +362,85 @@ describe('many at once', () => {
     );
     expect(r.stats()).toMatchObject({ pairs: pairsWanted, waiting: 0 });
   }, 60_000);
+});
+
+/**
+ * A real ferry session (SPAKE2, TLS, HELLO onwards) through the relay,
+ * before the client side exists: each peer reaches the relay through a
+ * bridge that writes the relay line, reads `ok`, then pipes both ways.
+ */
+describe('a ferry session through the relay', () => {
+  /** A socket to the relay, waiting in `room` as `side`; resolves once paired, `ok\n` read and nothing after it lost. */
+  const joined = (port: number, room: string, side: string): Promise<Socket> =>
+    new Promise((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true }, () => socket.write(relayLine(room, side)));
+      let got = Buffer.alloc(0);
+      const onData = (chunk: Buffer): void => {
+        got = Buffer.concat([got, chunk]);
+        if (got.length < 3) return;
+        socket.off('data', onData);
+        socket.pause();
+        if (got.subarray(0, 3).toString() !== 'ok\n') return reject(new Error(`not ok: ${JSON.stringify(got.toString())}`));
+        if (got.length > 3) socket.unshift(got.subarray(3));
+        resolve(socket);
+      };
+      socket.on('data', onData);
+      socket.once('error', reject);
+    });
+  const splice = (a: Socket, b: Socket): void => {
+    a.pipe(b);
+    b.pipe(a);
+    a.once('close', () => b.destroy());
+    b.once('close', () => a.destroy());
+  };
+
+  /** Sends `files` to a receiver whose only way in is the relay; the send summary, and the receiver's exit code if a session got through. */
+  async function sendThrough(relayPort: number, receiverCode: string, senderCode: string, files: string[], dir: string) {
+    const room = roomToken(42);
+    const rxEvents: Array<{ event: string; code?: string }> = [];
+    const rx = await receive({ dir, host: '127.0.0.1', port: 0, code: receiverCode, once: true, onEvent: (e) => rxEvents.push(e) });
+    void joined(relayPort, room, RECEIVER_SIDE).then((up) => {
+      const down = connect({ host: '127.0.0.1', port: rx.port, allowHalfOpen: true }, () => splice(up, down));
+    });
+    const entry = createServer({ allowHalfOpen: true }, (local) => void joined(relayPort, room, SENDER_SIDE).then((up) => splice(local, up)));
+    await new Promise<void>((resolve) => entry.listen(0, '127.0.0.1', resolve));
+    try {
+      const summary = await send({ files, host: '127.0.0.1', port: (entry.address() as AddressInfo).port, code: senderCode, retries: 0 });
+      // A wrong code is no session: a --once receiver goes on waiting for one, and reports the failed handshake.
+      if (summary.exitCode !== 0) await until(() => rxEvents.some((e) => e.event === 'error'), "the receiver's error event");
+      return { summary, rxEvents, exit: summary.exitCode === 0 ? await rx.done : undefined };
+    } finally {
+      entry.close();
+      await rx.close();
+    }
+  }
+
+  test('a file arrives verified, the relay forwarded every byte of it and more', async () => {
+    const r = await relay();
+    const src = await tempDir();
+    const dst = await tempDir();
+    const file = await writeSample(src, 'through.bin', 5 * MiB + 3);
+    const { summary, exit } = await sendThrough(r.port, '42-orbit-velvet-cactus', '42-orbit-velvet-cactus', [file.path], dst);
+    expect(summary.exitCode).toBe(0);
+    expect(exit).toBe(0);
+    expect((await readFile(join(dst, 'through.bin'))).equals(file.content)).toBe(true);
+    await until(() => r.events.some((e) => e.event === 'unpaired'), 'the pair ended');
+    const unpaired = r.events.find((e) => e.event === 'unpaired');
+    expect(unpaired?.event === 'unpaired' && unpaired.bytes).toBeGreaterThan(file.content.length);
+  });
+
+  test('a wrong code through the relay is a wrong code on both sides, and no file', async () => {
+    const r = await relay();
+    const src = await tempDir();
+    const dst = await tempDir();
+    const file = await writeSample(src, 'secret.bin', 1000);
+    const { summary, exit, rxEvents } = await sendThrough(r.port, '42-orbit-velvet-cactus', '42-orbit-velvet-canoe', [file.path], dst);
+    expect(summary.exitCode).toBe(4);
+    expect(summary.files[0]).toMatchObject({ code: 'ERR_BAD_CODE' });
+    expect(exit).toBeUndefined();
+    expect(rxEvents.filter((e) => e.event === 'error'), JSON.stringify(rxEvents)).toMatchObject([{ code: 'ERR_BAD_CODE' }]);
+    expect(await readdir(dst)).toEqual([]);
+  });
 });
 
 /**
