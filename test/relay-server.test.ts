@@ -295,7 +295,8 @@ describe('limits', () => {
     const [a, b] = await pair(r.port);
     b.socket.pause();
     const flood = randomBytes(64 * MiB);
-    a.write(flood);
+    // In pieces, so that A's queue tells how much the relay and the kernels have taken.
+    for (let at = 0; at < flood.length; at += MiB) a.write(flood.subarray(at, at + MiB));
     // Backpressure: the relay stops reading A once B's socket takes no more (without it, the queue toward B grows instead).
     await until(() => r.stats().stalled === 1 || r.stats().peakBuffered >= 256 * 1024, 'the relay paused the flooding side', 30_000);
     const stats = r.stats();
