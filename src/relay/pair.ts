@@ -79,6 +79,8 @@ export class Pair {
     // Errors arrive again as a 'close' that is not clean.
     from.on('error', () => {});
     from.on('close', () => {
+      // Already ended (the byte limit lets one side finish on its own): nothing to add.
+      if (this.ended !== undefined) return;
       // Clean: both halves closed in order (node closes a socket once it has read and sent its FIN).
       if (!(from.readableEnded && from.writableFinished)) this.end('error');
       else if (++this.closedClean === 2) this.settle('closed');
@@ -137,8 +139,8 @@ export class Pair {
     if (reasons.size === 0 && this.ended === undefined) socket.resume();
   }
 
+  /** Settles (if not yet) and closes both at once: also what the idle limit does to a side left finishing after the byte limit. */
   private end(how: PairEnd): void {
-    if (this.ended !== undefined) return;
     this.settle(how);
     for (const socket of this.sockets) socket.destroy();
   }
