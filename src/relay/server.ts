@@ -131,6 +131,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     setTimeout(() => socket.destroy(), LINGER_MS).unref();
   };
 
+  /** `a` waited in the room, `b` just came. */
   const pairUp = (a: Client, b: Client): void => {
     const token = a.token;
     const nameplate = rooms.nameplateOf(token);
@@ -154,7 +155,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     });
     pairs.add(pair);
     const waitedSeconds = (started - Math.min(a.since, b.since)) / 1000;
-    emit({ event: 'paired', ...tag, sources: [b.source, a.source], waitedSeconds, message: `room ${tag.room}: paired ${b.source} with ${a.source}` });
+    emit({ event: 'paired', ...tag, sources: [a.source, b.source], waitedSeconds, message: `room ${tag.room}: paired ${a.source} (waiting) with ${b.source}` });
   };
 
   /** A valid request: allocate if asked, then into the room. */
