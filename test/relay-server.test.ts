@@ -206,6 +206,14 @@ describe('bad handshakes', () => {
     expect(r.events.filter((e) => e.event === 'refused')).toMatchObject([{ reason: 'slow-line' }]);
   });
 
+  test('refusals are logged at most 5 a kind per 10 s: 20 bad lines make 5 lines', async () => {
+    const r = await relay();
+    const clients = await Promise.all(Array.from({ length: 20 }, () => rawClient(r.port)));
+    clients.forEach((c) => c.write('nonsense\n'));
+    for (const c of clients) expect(await c.waitForEnd()).toBe('bad handshake\n');
+    expect(r.events.filter((e) => e.event === 'refused')).toHaveLength(5);
+  });
+
   test("a refusal's log line never holds what the client sent", async () => {
     const r = await relay();
     const c = await rawClient(r.port);
