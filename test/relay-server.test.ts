@@ -226,38 +226,71 @@ describe('bad handshakes', () => {
 });
 
 describe('limits', () => {
-  test('per source: the connection over the limit is told busy and closed; the others still pair', async () => {
+  /** A client from `from` that sent its line and waits in a room of its own. */
+  const waiting = async (port: number, from: string): Promise<RawClient> => {
+    const c = await rawClient(port, from);
+    c.write(relayLine(token(), SENDER_SIDE));
+    return c;
+  };
+
+  test('per source: with every slot waiting, the connection over the limit is told busy and closed; another source still pairs', async () => {
     const r = await relay({ limits: { perSource: 3 } });
     const room = token();
-    const held = [await rawClient(r.port), await rawClient(r.port)];
-    held[0]!.write(relayLine(room, SENDER_SIDE));
-    const third = await rawClient(r.port);
-    await until(() => r.stats().connections === 3, 'three admitted');
+    const first = await rawClient(r.port);
+    first.write(relayLine(room, SENDER_SIDE));
+    await waiting(r.port, '127.0.0.1');
+    await waiting(r.port, '127.0.0.1');
+    await until(() => r.stats().waiting === 3, 'three waiting');
     const fourth = await rawClient(r.port);
     fourth.write(relayLine(room, RECEIVER_SIDE));
     expect(await fourth.waitForEnd()).toBe('busy\n');
-    // Another source is not held back by this one.
     const other = await rawClient(r.port, '127.0.0.2');
     other.write(relayLine(room, RECEIVER_SIDE));
-    await Promise.all([held[0]!.waitForBytes(3), other.waitForBytes(3)]);
+    await Promise.all([first.waitForBytes(3), other.waitForBytes(3)]);
     expect(r.events.filter((e) => e.event === 'refused')).toMatchObject([{ reason: 'per-source', source: '127.0.0.1' }]);
-    third.close();
   });
 
-  test('in total: over the limit is busy whatever the source, and a freed slot is taken again', async () => {
+  test('per source: a full source makes room by closing its own oldest connection that sent no line', async () => {
+    const r = await relay({ limits: { perSource: 3 } });
+    const silentOld = await rawClient(r.port);
+    await waiting(r.port, '127.0.0.1');
+    const silentNew = await rawClient(r.port);
+    const elsewhere = await rawClient(r.port, '127.0.0.2');
+    await until(() => r.stats().connections === 4, 'four admitted');
+    const newcomer = await waiting(r.port, '127.0.0.1');
+    expect(await silentOld.waitForEnd()).toMatch(/^(busy\n)?$/);
+    await until(() => r.stats().waiting === 2, 'the newcomer waiting');
+    expect([silentNew.ended, elsewhere.ended, newcomer.ended]).toEqual([false, false, false]);
+    expect(r.events.filter((e) => e.event === 'refused')).toMatchObject([{ reason: 'evicted', source: '127.0.0.1' }]);
+  });
+
+  test('in total: with every slot waiting, over the limit is busy whatever the source, and a freed slot is taken again', async () => {
     const r = await relay({ limits: { total: 3 } });
-    const a = await rawClient(r.port, '127.0.0.1');
-    await rawClient(r.port, '127.0.0.2');
-    await rawClient(r.port, '127.0.0.3');
-    await until(() => r.stats().connections === 3, 'three admitted');
+    const a = await waiting(r.port, '127.0.0.1');
+    await waiting(r.port, '127.0.0.2');
+    await waiting(r.port, '127.0.0.3');
+    await until(() => r.stats().waiting === 3, 'three waiting');
     const over = await rawClient(r.port, '127.0.0.4');
     expect(await over.waitForEnd()).toBe('busy\n');
     a.close();
     await until(() => r.stats().connections === 2, 'a slot freed');
-    const again = await rawClient(r.port, '127.0.0.4');
-    again.write(relayLine(token(), SENDER_SIDE));
-    await until(() => r.stats().waiting === 1, 'admitted and waiting');
+    await waiting(r.port, '127.0.0.4');
+    await until(() => r.stats().waiting === 3, 'admitted and waiting');
     expect(r.events.filter((e) => e.event === 'refused')).toMatchObject([{ reason: 'total', source: '127.0.0.4' }]);
+  });
+
+  test('in total: a full relay makes room by closing the oldest silent connection of the source holding the most', async () => {
+    const r = await relay({ limits: { total: 4 } });
+    const one = await rawClient(r.port, '127.0.0.2');
+    const twoOld = await rawClient(r.port, '127.0.0.3');
+    const twoNew = await rawClient(r.port, '127.0.0.3');
+    const talking = await waiting(r.port, '127.0.0.3');
+    await until(() => r.stats().connections === 4 && r.stats().waiting === 1, 'four admitted');
+    const newcomer = await waiting(r.port, '127.0.0.4');
+    expect(await twoOld.waitForEnd()).toMatch(/^(busy\n)?$/);
+    await until(() => r.stats().waiting === 2, 'the newcomer waiting');
+    expect([one.ended, twoNew.ended, talking.ended, newcomer.ended]).toEqual([false, false, false, false]);
+    expect(r.events.filter((e) => e.event === 'refused')).toMatchObject([{ reason: 'evicted', source: '127.0.0.3' }]);
   });
 
   test('a connection with no partner within waitMs is closed without an answer, and its room is empty again', async () => {

@@ -81,6 +81,11 @@ export class SourceBudget {
     return { source };
   }
 
+  /** Connections `source` holds now. */
+  held(source: string): number {
+    return this.perSource.get(source) ?? 0;
+  }
+
   release(source: string): void {
     const left = (this.perSource.get(source) ?? 1) - 1;
     if (left === 0) this.perSource.delete(source);

@@ -20,6 +20,8 @@ export type RefusalReason =
   | 'impatient'
   | 'per-source'
   | 'total'
+  /** Closed before its line to make room for a newcomer (per-source or total limit). */
+  | 'evicted'
   | 'waiting'
   /** Every nameplate is held. */
   | 'no-nameplate'

@@ -91,6 +91,8 @@ class Client {
   readonly since = performance.now();
   readonly socket: Socket;
   readonly source: string;
+  /** Counted in the source budget (until its close, or its eviction). */
+  holdsSlot = true;
   /** Listener of the Line and Waiting states, removed on pairing. */
   listener: ((chunk: Buffer) => void) | undefined;
 
@@ -117,8 +119,41 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   let peakBuffered = 0;
   let closing = false;
 
+  /** Connections that have not sent their line yet, oldest first: the ones closed to make room. */
+  const silent = new Set<Client>();
+  const freeSlot = (client: Client): void => {
+    silent.delete(client);
+    if (client.holdsSlot) budget.release(client.source);
+    client.holdsSlot = false;
+  };
+
+  /**
+   * Makes room for a newcomer from `source` when its limit is full, as the
+   * receiver's admission does: closes the oldest connection that has sent
+   * no line yet, of the same source when the source is full, else of the
+   * source holding the most. Connections that sent their line are never
+   * closed for another.
+   */
+  const evict = (source: string, refused: 'per-source' | 'total'): boolean => {
+    let victim: Client | undefined;
+    let most = 0;
+    for (const c of silent) {
+      if (refused === 'per-source' && c.source !== source) continue;
+      const held = budget.held(c.source);
+      if (held > most) [victim, most] = [c, held];
+      if (refused === 'per-source') break;
+    }
+    if (victim === undefined) return false;
+    const why = refused === 'per-source' ? `${limits.perSource} per source` : `${limits.total} in all`;
+    refuse(victim.socket, RELAY_BUSY, 'evicted', victim.source, `closed to make room (${why}): it had sent no request`, victim);
+    freeSlot(victim);
+    victim.socket.destroy();
+    return true;
+  };
+
   const refuse = (socket: Socket, answer: string | null, reason: RefusalReason, source: string, message: string, client?: Client): void => {
     if (client) {
+      silent.delete(client);
       client.state = State.Done;
       client.clearTimer();
       if (client.token !== '') rooms.leave(client.token, client);
@@ -196,6 +231,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
       const request = parseRelayRequest(line.subarray(0, newline + 1).toString('latin1'));
       if (request === null) return refuse(socket, RELAY_BAD, 'bad-handshake', source, 'sent no relay request', client);
       if (line.length > newline + 1) return refuse(socket, RELAY_IMPATIENT, 'impatient', source, 'sent bytes after its request', client);
+      silent.delete(client);
       client.clearTimer();
       enter(client, request);
     };
@@ -208,7 +244,8 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
       socket.destroy();
       return;
     }
-    const { source, refused } = budget.admit(socket.remoteAddress);
+    let { source, refused } = budget.admit(socket.remoteAddress);
+    if (refused !== undefined && evict(source, refused)) ({ source, refused } = budget.admit(socket.remoteAddress));
     if (refused !== undefined) {
       socket.on('close', () => sockets.delete(socket));
       const held = refused === 'per-source' ? `${source} already holds ${limits.perSource} connections` : `all ${limits.total} connections are taken`;
@@ -217,9 +254,10 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     const client = new Client(socket, source);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, KEEPALIVE_MS);
+    silent.add(client);
     socket.on('close', () => {
       sockets.delete(socket);
-      budget.release(source);
+      freeSlot(client);
       client.clearTimer();
       // A paired client leaves its room when its pair ends.
       if (client.state === State.Waiting) rooms.leave(client.token, client);
