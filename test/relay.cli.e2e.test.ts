@@ -36,8 +36,13 @@ describe('ferry relay', () => {
   });
 
   test('a refusal is one JSON line; Ctrl-C exits 130', async () => {
-    const r = await relay(['--max-per-source', '1']);
+    const r = await relay(['--max-per-source', '2']);
+    // A pair: both sent their lines, so neither is closed to make room, and the next one is refused.
     const first = await rawClient(r.port);
+    first.write(relayLine(roomToken(7), SENDER_SIDE));
+    const partner = await rawClient(r.port);
+    partner.write(relayLine(roomToken(7), RECEIVER_SIDE));
+    await Promise.all([first.waitForBytes(3), partner.waitForBytes(3)]);
     const second = await rawClient(r.port);
     expect(await second.waitForEnd()).toBe('busy\n');
     expect(await r.waitFor((e) => e.event === 'refused')).toMatchObject({ reason: 'per-source', source: '127.0.0.1' });
