@@ -10,7 +10,8 @@ export interface RelayLimits {
    * Connections one source (IPv4 address, IPv6 /64) may hold, whatever
    * their state. A household behind one router runs a receiver and a few
    * senders; a script may run dozens of pairs at once. 128 is the
-   * receiver's unauthenticated budget per source too.
+   * receiver's unauthenticated budget per source too. A full source makes
+   * room by closing its own oldest connection that has sent no line.
    */
   perSource: number;
   /**
@@ -56,7 +57,7 @@ export const RELAY_LIMITS: Readonly<RelayLimits> = Object.freeze({
 
 export type Refusal = 'per-source' | 'total';
 
-/** Counts connections per source and in total; a connection is admitted or refused on arrival. */
+/** Counts connections per source and in total; a connection is admitted or refused on arrival (server.ts makes room first). */
 export class SourceBudget {
   private readonly perSource = new Map<string, number>();
   private count = 0;
