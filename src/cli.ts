@@ -5,7 +5,7 @@
  * carries the request out and maps errors to exit codes.
  */
 import { readFileSync } from 'node:fs';
-import yargs from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { DEFAULT_TIMEOUT_MS } from './connection.js';
 import { PROTOCOL_VERSION } from './protocol/constants.js';
 import { FerryError } from './protocol/errors.js';
@@ -13,6 +13,7 @@ import { MIN_RATE, parseRate } from './rate-limit.js';
 import { checkCode } from './secure/code.js';
 import { DEFAULT_FIND_MS } from './discovery/find.js';
 import { DEFAULT_PORT, type ReceiveOptions } from './receiver/index.js';
+import { RELAY_LIMITS, type RelayLimits } from './relay/limits.js';
 import { RELAY_DEFAULT_PORT } from './relay/wire.js';
 import type { SendOptions } from './sender/index.js';
 
@@ -33,8 +34,16 @@ export type ReceiveRequest = Required<Pick<ReceiveOptions, 'dir' | 'once' | 'ove
     stdout: boolean;
   };
 
+/** What `ferry relay` will do: where to listen, and the limits given on the command line. */
+export interface RelayRequest {
+  host?: string;
+  port: number;
+  limits: Partial<RelayLimits>;
+}
+
 export type Parsed =
   | { command: 'send'; output: OutputArgs; options: SendRequest }
+  | { command: 'relay'; output: OutputArgs; options: RelayRequest }
   | { command: 'receive'; output: OutputArgs; options: ReceiveRequest }
   | { command: 'clean'; output: OutputArgs; dir: string }
   /** --help, --version, `completion` and shell completions: text to print, nothing to run. */
@@ -59,7 +68,7 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
     .option('timeout', { type: 'number', default: DEFAULT_TIMEOUT_MS / 1000, describe: 'seconds to wait for a silent peer' })
     .option('code', { type: 'string', describe: 'the one-time code (default: FERRY_CODE; a receiver makes a fresh one; a sender on a terminal asks)' })
     .option('insecure', { type: 'boolean', default: false, describe: 'no code, no encryption: plain TCP (both sides must say so)' })
-    .option('limit-rate', { type: 'string', describe: 'at most RATE bytes of file data per second (K, M, G: 1K = 1024; at least 16K); a receiver: all senders together' })
+    .option('limit-rate', { type: 'string', describe: 'at most RATE bytes of file data per second (K, M, G: 1K = 1024; at least 16K); a receiver: all senders together; a relay: each pair' })
     .command(
       'receive',
       'listen for senders and save their files, each verified',
@@ -109,8 +118,11 @@ export function parseArgs(argv: readonly string[], env: Env = {}, columns = 100)
         parsed = { command: 'send', output: outputArgs(args), options: sendRequest(args, env) };
       },
     )
+    .command('relay', 'pair senders and receivers that cannot reach each other, and forward their bytes (it never sees names, content or codes)', (y) => relayOptions(y), (args) => {
+      parsed = { command: 'relay', output: outputArgs(args), options: relayRequest(args) };
+    })
     .completion('completion', 'print a bash or zsh completion script (zsh when $SHELL is zsh): ferry completion >> ~/.bashrc', completeWord)
-    .demandCommand(1, 'name a command: receive or send')
+    .demandCommand(1, 'name a command: receive, send or relay')
     .strict()
     .help()
     .version(versionText())
@@ -320,6 +332,67 @@ function relayOf(flag: string | undefined, env: Env): { host: string; port: numb
   const relay = parseTarget(text, RELAY_DEFAULT_PORT, source);
   if (relay.port === 0) throw usage(`${source} ${text}: port 0 cannot be dialled`);
   return relay;
+}
+
+/** `ferry relay`'s options (docs/protocol.md section 10.5 for what each limit does). */
+function relayOptions<T>(y: Argv<T>) {
+  const seconds = (ms: number): number => ms / 1000;
+  return y
+    .option('host', { type: 'string', describe: 'address to listen on (default: all interfaces, IPv6 and IPv4)' })
+    .option('port', { alias: 'p', type: 'number', default: RELAY_DEFAULT_PORT, describe: 'port to listen on; 0 lets the OS choose' })
+    .option('max-per-source', { type: 'number', default: RELAY_LIMITS.perSource, describe: 'connections one address (IPv6: one /64) may hold' })
+    .option('max-connections', { type: 'number', default: RELAY_LIMITS.total, describe: 'connections in all' })
+    .option('max-waiting', { type: 'number', default: RELAY_LIMITS.waiting, describe: 'connections waiting for a partner, in all' })
+    .option('line-timeout', { type: 'number', default: seconds(RELAY_LIMITS.lineMs), describe: 'seconds a client has to send its request line' })
+    .option('wait-timeout', { type: 'number', default: seconds(RELAY_LIMITS.waitMs), describe: 'seconds a client may wait for its partner' })
+    .option('grace', { type: 'number', default: seconds(RELAY_LIMITS.graceMs), describe: "seconds a nameplate stays held after its room's last connection closed" })
+    .option('pair-idle', { type: 'number', default: seconds(RELAY_LIMITS.pairIdleMs), describe: 'seconds a pair may pass no byte before it is closed' })
+    .option('max-pair-bytes', { type: 'string', describe: 'bytes a pair may forward, both ways together (K, M, G: 1K = 1024; default: no limit); --limit-rate: bytes per second per pair' });
+}
+
+function relayRequest(args: {
+  code?: string | undefined;
+  insecure: boolean;
+  host?: string | undefined;
+  port: number;
+  'max-per-source': number;
+  'max-connections': number;
+  'max-waiting': number;
+  'line-timeout': number;
+  'wait-timeout': number;
+  grace: number;
+  'pair-idle': number;
+  'max-pair-bytes'?: string | undefined;
+  'limit-rate'?: string | undefined;
+}): RelayRequest {
+  const count = (flag: string, n: number): number => {
+    if (!(Number.isSafeInteger(n) && n > 0)) throw usage(`--${flag} must be a whole number above 0, not ${n}`);
+    return n;
+  };
+  const ms = (flag: string, s: number): number => {
+    if (!(Number.isFinite(s) && s > 0)) throw usage(`--${flag} must be a positive number of seconds, not ${s}`);
+    return Math.round(s * 1000);
+  };
+  if (args.code !== undefined || args.insecure) throw usage('a relay takes no --code or --insecure: the two peers check the code end to end through it');
+  const text = args['max-pair-bytes'];
+  const pairBytes = text === undefined ? undefined : parseRate(text);
+  if (text !== undefined && (pairBytes === undefined || /\/s$/i.test(text))) throw usage(`--max-pair-bytes ${text}: expected a number of bytes, as 1048576, 500M or 2G`);
+  const pairRate = limitRateOf(args['limit-rate']);
+  return {
+    port: parsePort(args.port, '--port'),
+    ...(args.host === undefined ? {} : { host: args.host }),
+    limits: {
+      perSource: count('max-per-source', args['max-per-source']),
+      total: count('max-connections', args['max-connections']),
+      waiting: count('max-waiting', args['max-waiting']),
+      lineMs: ms('line-timeout', args['line-timeout']),
+      waitMs: ms('wait-timeout', args['wait-timeout']),
+      graceMs: ms('grace', args.grace),
+      pairIdleMs: ms('pair-idle', args['pair-idle']),
+      ...(pairBytes === undefined ? {} : { pairBytes }),
+      ...(pairRate === undefined ? {} : { pairRate }),
+    },
+  };
 }
 
 /** --limit-rate RATE as bytes per second (binary suffixes: 1K = 1024), or undefined when not given. */

@@ -11,6 +11,10 @@
 export { send, type SendOptions, type SendSummary, type FileResult } from './sender/index.js';
 export { receive, DEFAULT_PORT, type ReceiveOptions, type Receiver } from './receiver/index.js';
 export { DEFAULT_TIMEOUT_MS } from './connection.js';
+// The relay server (`ferry relay`).
+export { startRelay, type Relay, type RelayOptions, type RelayStats } from './relay/server.js';
+export { RELAY_LIMITS, type RelayLimits } from './relay/limits.js';
+export type { RelayEvent, RefusalReason } from './relay/log.js';
 export { DEFAULT_CHUNK_SIZE } from './sender/source.js';
 export { FerryError, type ErrorCode } from './protocol/errors.js';
 export { ExitCode, exitCodeOf } from './exit-codes.js';

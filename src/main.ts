@@ -8,15 +8,18 @@
 import './threadpool.js';
 import './heap.js';
 import { hideBin } from 'yargs/helpers';
-import { parseArgs, type OutputArgs, type ReceiveRequest, type SendRequest } from './cli.js';
+import { parseArgs, type OutputArgs, type ReceiveRequest, type RelayRequest, type SendRequest } from './cli.js';
 import { jsonLine, Output } from './output/index.js';
 import { terminalSafe } from './printable.js';
 import { exitCodeOf } from './exit-codes.js';
-import { FerryError, toFerryError } from './protocol/errors.js';
+import { FerryError, abortError, toFerryError } from './protocol/errors.js';
 import { askCode } from './prompt.js';
 import { checkCode } from './secure/code.js';
 import { receive } from './receiver/index.js';
 import { cleanPartials } from './receiver/partials.js';
+import type { RelayEvent } from './relay/log.js';
+import { startRelay } from './relay/server.js';
+import { formatPeer } from './connection.js';
 import { send } from './sender/index.js';
 
 function outputFor(args: OutputArgs, out: NodeJS.WritableStream = process.stdout): Output {
@@ -66,6 +69,23 @@ async function receiveFiles(output: Output, options: ReceiveRequest): Promise<nu
   return exitCode;
 }
 
+/**
+ * `ferry relay` until SIGINT or SIGTERM: its log on stdout, a JSON line per
+ * event with --json, else one line each (only the listening line with --quiet).
+ */
+async function runRelay(args: OutputArgs, options: RelayRequest): Promise<number> {
+  const controller = signalController();
+  const print = (event: RelayEvent): void => {
+    if (args.json) process.stdout.write(`${jsonLine(event)}\n`);
+    else if (event.event === 'listening') process.stdout.write(`${terminalSafe(`ferry relay: listening on ${formatPeer(event.host, event.port)}`)}\n`);
+    else if (!args.quiet) process.stdout.write(`${terminalSafe(`ferry relay: ${event.message}`)}\n`);
+  };
+  const relay = await startRelay({ ...options, onEvent: print, signal: controller.signal });
+  await new Promise((resolve) => controller.signal.addEventListener('abort', resolve, { once: true }));
+  await relay.close();
+  return exitCodeOf(abortError(controller.signal).code);
+}
+
 async function main(argv: string[]): Promise<number> {
   const parsed = parseArgs(argv, process.env, process.stdout.columns || 100);
   switch (parsed.command) {
@@ -83,6 +103,8 @@ async function main(argv: string[]): Promise<number> {
       return receiveFiles(outputFor(parsed.output, parsed.options.stdout ? process.stderr : process.stdout), parsed.options);
     case 'send':
       return sendFiles(outputFor(parsed.output), parsed.options, parsed.output);
+    case 'relay':
+      return runRelay(parsed.output, parsed.options);
   }
 }
 

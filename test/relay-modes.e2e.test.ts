@@ -4,13 +4,16 @@
  * and the sender first (`send --relay` prints the code, `receive --relay
  * --code` fetches), a folder, standard input to standard output, a wrong
  * code, and a sender's retry resuming through the relay after its
- * connection was cut. Each runs through the magic-wormhole transit relay
- * (Debian's, an independent implementation of the pairing line).
+ * connection was cut. Each runs through ferry's relay and through the
+ * magic-wormhole transit relay (Debian's, an independent implementation of
+ * the pairing line).
  */
 import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { join, relative } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
+import { startRelay } from '../src/relay/server.js';
 import { WORDS } from '../src/secure/words.js';
 import { ferry, ferryUncoded, type FerryProcess } from './support/cli.js';
 import { fingerprint, pattern, tempDir, writeSample } from './support/files.js';
@@ -25,8 +28,23 @@ interface Relay {
   kill(): Promise<void>;
 }
 
+/**
+ * The transit relay runs wherever twist3 is installed, and always in CI
+ * (.ci/run installs it; missing there, these tests fail rather than skip).
+ */
+const HAVE_TRANSIT = process.env.CI !== undefined || spawnSync('twist3', ['--version'], { stdio: 'ignore' }).status === 0;
+
 /** Each relay, started on 127.0.0.1 at `port` (0: the OS chooses). */
-const RELAYS: Array<[string, (port?: number) => Promise<Relay>]> = [['the transit relay (twist3)', (port) => startTransitRelay(port)]];
+const RELAYS: Array<[string, (port?: number) => Promise<Relay>]> = [
+  [
+    "ferry's relay (startRelay)",
+    async (port) => {
+      const relay = await startRelay({ host: '127.0.0.1', port: port ?? 0 });
+      return { port: relay.port, kill: () => relay.close() };
+    },
+  ],
+  ...(HAVE_TRANSIT ? [['the transit relay (twist3)', (port?: number) => startTransitRelay(port)] as [string, (port?: number) => Promise<Relay>]] : []),
+];
 
 /** Every file under `dir` (relative path → fingerprint) and every folder, for comparing trees. */
 async function tree(dir: string): Promise<Record<string, unknown>> {

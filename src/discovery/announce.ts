@@ -3,7 +3,7 @@
  * announcement (wire.ts) to the multicast group and to the subnet broadcast
  * address of every interface the receiver can be reached on, so that
  * `ferry send --code CODE` without `--to` finds it (find.ts). The datagram
- * says nothing of the code (docs/security.md, section 11).
+ * says nothing of the code (docs/security.md, section 12).
  */
 import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';

@@ -3,7 +3,7 @@
  * for a bounded time and tries each announced receiver, as it is heard,
  * with the code, through the normal secure handshake. The first that proves
  * it holds the code is the receiver; nothing is sent to any other
- * (docs/security.md, section 11).
+ * (docs/security.md, section 12).
  */
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import type { TLSSocket } from 'node:tls';

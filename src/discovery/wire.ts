@@ -1,7 +1,7 @@
 /**
  * The LAN announcement datagram (docs/protocol.md, section 11): pure encode
  * and parse, no sockets. What it carries is chosen so that it tells a
- * listener nothing about the receiver's code (docs/security.md, section 11):
+ * listener nothing about the receiver's code (docs/security.md, section 12):
  * a magic, a version, the receiver's TCP port and a random per-run id.
  */
 

@@ -430,5 +430,3 @@ function strangerEmit(admission: Admission, ticket: Ticket, emit: EventListener)
   };
 }
 
-/** Binds a server as a receiver does (src/accept.ts), for other servers of ferry's (the relay). */
-export { listen } from '../accept.js';

@@ -31,6 +31,17 @@ export const RECEIVER_SIDE = '6665727279726376';
 /** The relay's answers, each one line. */
 export const RELAY_OK = 'ok\n';
 export const RELAY_BAD = 'bad handshake\n';
+/**
+ * Bytes after the line and before `ok\n`: the transit relay's answer, kept so
+ * that one client handles both relays alike.
+ */
+export const RELAY_IMPATIENT = 'impatient\n';
+/**
+ * ferry's relay only: a limit is full (connections from this source, in
+ * all, waiting, or every nameplate held). Not the client's fault: it may
+ * dial again later.
+ */
+export const RELAY_BUSY = 'busy\n';
 
 /**
  * The room of a nameplate: SHA-256 over "ferry relay v1 nameplate " and the

@@ -242,7 +242,7 @@ describe('receive and clean', () => {
 describe('yargs', () => {
   test('unknown options, no command: usage errors', () => {
     expect(usageError(['receive', '--bogus']).message).toMatch(/Unknown argument: bogus/);
-    expect(usageError([]).message).toBe('name a command: receive or send');
+    expect(usageError([]).message).toBe('name a command: receive, send or relay');
     usageError(['fly']);
     usageError(['send', 'f', '--to', 'h', '--hash', 'md5']);
   });
@@ -325,5 +325,22 @@ describe('who listens and who sends: --relay, --listen, --from, FERRY_RELAY', ()
     expect(receiveOf([]).announce).toBe(true);
     expect(receiveOf(['--relay', 'r']).announce).toBe(false);
     expect(receiveOf(['--from', 'h', '--code', CODE]).announce).toBe(false);
+  });
+});
+
+describe('ferry relay', () => {
+  test('defaults: port 7879, all interfaces, the documented limits; flags set each limit', () => {
+    expect(parseArgs(['relay'])).toMatchObject({ command: 'relay', options: { port: 7879, limits: { perSource: 128, total: 4096, waiting: 2048, lineMs: 5000, waitMs: 600_000, graceMs: 600_000 } } });
+    const parsed = parseArgs(['relay', '--port', '0', '--host', '::1', '--max-per-source', '4', '--grace', '1.5', '--max-pair-bytes', '1G', '--limit-rate', '1M', '--json']);
+    expect(parsed).toMatchObject({ command: 'relay', output: { json: true }, options: { port: 0, host: '::1', limits: { perSource: 4, graceMs: 1500, pairBytes: 1024 ** 3, pairRate: 1024 ** 2 } } });
+    const plain = parseArgs(['relay']);
+    expect(plain.command === 'relay' && plain.options.limits).not.toHaveProperty('pairBytes');
+  });
+
+  test('a limit that is no limit, a size that is a rate, a code: usage errors', () => {
+    expect(usageError(['relay', '--max-connections', '1.5']).message).toMatch(/--max-connections must be a whole number/);
+    expect(usageError(['relay', '--line-timeout', '0']).message).toMatch(/--line-timeout must be a positive number/);
+    expect(usageError(['relay', '--max-pair-bytes', '1M/s']).message).toMatch(/expected a number of bytes/);
+    expect(usageError(['relay', '--insecure']).message).toMatch(/a relay takes no --code or --insecure/);
   });
 });
