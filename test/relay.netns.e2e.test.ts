@@ -186,6 +186,35 @@ describe.skipIf(!canUseNetns)(title, () => {
     await expectPairedAB(relay);
   }, 90_000);
 
+  test('20 pairs at once under one name, 10 receiver first and 10 sender first: every receiver gets its own sender\'s bytes', async () => {
+    const relay = await startRelay(star);
+    // One name for all: a crossed pair would show only in the content.
+    const pairs = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const src = await tempDir('ferry-relay-src-');
+        const dst = await tempDir('ferry-relay-dst-');
+        const content = randomBytes(96 * KiB + i * 4099);
+        await writeFile(join(src, 'same.bin'), content);
+        return { i, path: join(src, 'same.bin'), dst, content, senderFirst: i % 2 === 1 };
+      }),
+    );
+    // Whoever waits is on A and prints the code; the other side, on B, gives it.
+    const waiting = await Promise.all(
+      pairs.map((p) => (p.senderFirst ? senderFirst(star, 'a', relay.address, [p.path]) : receiverFirst(star, 'a', relay.address, p.dst, ['--once'], 30_000))),
+    );
+    expect(new Set(waiting.map((w) => w.code.split('-')[0])).size).toBe(20);
+    const others = pairs.map((p, i) =>
+      p.senderFirst
+        ? star.ferry('b', ['receive', '--relay', relay.address, '--code', waiting[i]!.code, '--dir', p.dst, '--json'])
+        : star.ferry('b', ['send', p.path, '--relay', relay.address, '--code', waiting[i]!.code, '--json']),
+    );
+    await expectExits([...waiting, ...others], Array<number>(40).fill(ExitCode.Ok), 60_000);
+    for (const p of pairs) {
+      expect(await listing(p.dst), `pair ${p.i}`).toEqual(['same.bin']);
+      expect(sha256(await readFile(join(p.dst, 'same.bin'))), `pair ${p.i}`).toBe(sha256(p.content));
+    }
+  }, 90_000);
+
   test('a wrong code through the relay, sender first: the waiting sender and the fetching receiver both exit with the wrong-code exit code, nothing is written', async () => {
     const relay = await startRelay(star);
     const src = await tempDir('ferry-relay-src-');
