@@ -121,43 +121,57 @@ describe.skipIf(!canUseNetns)(title, () => {
     }, 45_000);
   }
 
-  test('a folder resumes after the relay is SIGKILLed mid-transfer and restarted on its port: it arrives whole, and the second run sent less than the whole', async () => {
-    const first = await startRelay(star);
-    const src = await tempDir('ferry-relay-src-');
-    const files: Array<[string, number, number]> = [
-      ['album/one.bin', 1536 * KiB, 0o644],
-      ['album/two.bin', 1536 * KiB, 0o644],
-      ['album/three.bin', 1536 * KiB, 0o644],
-      ['album/deep/four.bin', 1536 * KiB, 0o600],
-      ['album/deep/notes.txt', 20 * KiB, 0o644],
-    ];
-    const expected = await writeTree(src, files);
-    const total = files.reduce((sum, [, size]) => sum + size, 0);
-    const dst = await tempDir('ferry-relay-dst-');
-    // No --once: after the cut the receiver dials the relay again and waits for the sender's retry.
-    const rx = await receiverFirst(star, 'a', first.address, dst, []);
-    // Held to 2 MiB/s so the kill lands mid-transfer: about 3 s for the folder.
-    const tx = star.ferry('b', ['send', join(src, 'album'), '--relay', first.address, '--code', rx.code, '--json', '--limit-rate', '2M', '--retries', '8', '--retry-delay', '1']);
-    const arrived = await rx.waitFor((e) => e.event === 'progress' && e.side === 'receive' && (e.done as number) > 0, 20_000);
-    first.proc.child.kill('SIGKILL');
-    expect(await first.proc.exit(5000)).toBe(128 + 9);
-    expect(tx.exitedAt(), 'the sender finished before the relay was killed').toBeUndefined();
-    const second = await startRelay(star, first.port);
-    expect(await tx.exit(60_000), story(tx)).toBe(ExitCode.Ok);
-    expect(await snapshot(dst)).toEqual(expected);
-    const retry = tx.events.findIndex((e) => e.event === 'retry');
-    expect(retry, `no retry event: ${story(tx)}`).toBeGreaterThanOrEqual(0);
-    const sentAfter = tx.events.slice(retry).filter((e) => e.event === 'sent' && e.directory !== true);
-    const resentBytes = sentAfter.reduce((sum, e) => sum + (e.transferred as number), 0);
-    expect(resentBytes).toBeLessThan(total);
-    // The second relay paired them again, and said so.
-    await expectPairedAB(second);
-    const resumed = tx.events.filter((e) => e.event === 'sent' && (e.resumedFrom as number) > 0);
-    console.log(
-      `relay netns: relay killed at ${arrived.done as number} bytes of ${String(arrived.name)} received; after the retry the sender sent ${resentBytes} of ${total} bytes` +
-        ` (${resumed.map((e) => `${String(e.name)} from ${e.resumedFrom as number}`).join(', ') || 'no file resumed mid-way'}; ${tx.events.filter((e) => e.event === 'unchanged').length} unchanged)`,
-    );
-  }, 90_000);
+  for (const senderGoesFirst of [false, true]) {
+    test(`${senderGoesFirst ? 'sender first' : 'receiver first'}: a folder resumes after the relay is SIGKILLed mid-transfer and restarted on its port; it arrives whole, and the second run sent less than the whole`, async () => {
+      const first = await startRelay(star);
+      const src = await tempDir('ferry-relay-src-');
+      const files: Array<[string, number, number]> = [
+        ['album/one.bin', 1536 * KiB, 0o644],
+        ['album/two.bin', 1536 * KiB, 0o644],
+        ['album/three.bin', 1536 * KiB, 0o644],
+        ['album/deep/four.bin', 1536 * KiB, 0o600],
+        ['album/deep/notes.txt', 20 * KiB, 0o644],
+      ];
+      const expected = await writeTree(src, files);
+      const total = files.reduce((sum, [, size]) => sum + size, 0);
+      const dst = await tempDir('ferry-relay-dst-');
+      // Held to 2 MiB/s so the kill lands mid-transfer: about 3 s for the folder.
+      const sending = ['--limit-rate', '2M', '--retries', '8', '--retry-delay', '1'];
+      let rx: NsProcess;
+      let tx: NsProcess;
+      if (senderGoesFirst) {
+        const waiting = await senderFirst(star, 'b', first.address, [join(src, 'album'), ...sending]);
+        tx = waiting;
+        rx = star.ferry('a', ['receive', '--relay', first.address, '--code', waiting.code, '--dir', dst, '--json']);
+      } else {
+        // No --once: after the cut the receiver dials the relay again and waits for the sender's retry.
+        const seated = await receiverFirst(star, 'a', first.address, dst, []);
+        rx = seated;
+        tx = star.ferry('b', ['send', join(src, 'album'), '--relay', first.address, '--code', seated.code, '--json', ...sending]);
+      }
+      const arrived = await rx.waitFor((e) => e.event === 'progress' && e.side === 'receive' && (e.done as number) > 0, 20_000);
+      first.proc.child.kill('SIGKILL');
+      expect(await first.proc.exit(5000)).toBe(128 + 9);
+      expect(tx.exitedAt(), 'the sender finished before the relay was killed').toBeUndefined();
+      const second = await startRelay(star, first.port);
+      expect(await tx.exit(60_000), story(tx)).toBe(ExitCode.Ok);
+      // A fetch ends with its sender; a receiver that went first serves on.
+      if (senderGoesFirst) expect(await rx.exit(15_000), story(rx)).toBe(ExitCode.Ok);
+      expect(await snapshot(dst)).toEqual(expected);
+      const retry = tx.events.findIndex((e) => e.event === 'retry');
+      expect(retry, `no retry event: ${story(tx)}`).toBeGreaterThanOrEqual(0);
+      const sentAfter = tx.events.slice(retry).filter((e) => e.event === 'sent' && e.directory !== true);
+      const resentBytes = sentAfter.reduce((sum, e) => sum + (e.transferred as number), 0);
+      expect(resentBytes).toBeLessThan(total);
+      // The second relay paired them again, and said so.
+      await expectPairedAB(second);
+      const resumed = tx.events.filter((e) => e.event === 'sent' && (e.resumedFrom as number) > 0);
+      console.log(
+        `relay netns, ${senderGoesFirst ? 'sender' : 'receiver'} first: relay killed at ${arrived.done as number} bytes of ${String(arrived.name)} received; after the retry the sender sent ${resentBytes} of ${total} bytes` +
+          ` (${resumed.map((e) => `${String(e.name)} from ${e.resumedFrom as number}`).join(', ') || 'no file resumed mid-way'}; ${tx.events.filter((e) => e.event === 'unchanged').length} unchanged)`,
+      );
+    }, 90_000);
+  }
 
   test('20 pairs at once through one relay: 20 receivers on A, 20 senders on B, each receiver gets exactly its sender\'s file', async () => {
     const relay = await startRelay(star);
@@ -440,7 +454,7 @@ async function receiverFirst(on: Star, host: string, address: string, dir: strin
   return withCode(on.ferry(host, ['receive', '--relay', address, '--dir', dir, '--json', ...extra]), address, ms);
 }
 
-/** `ferry send PATHS --relay ADDRESS --json` without a code on `host`; resolves with the code it printed while it waits. */
+/** `ferry send ARGS --relay ADDRESS --json` (paths and flags) without a code on `host`; resolves with the code it printed while it waits. */
 async function senderFirst(on: Star, host: string, address: string, paths: string[]): Promise<Coded> {
   return withCode(on.ferry(host, ['send', ...paths, '--relay', address, '--json']), address, 15_000);
 }
