@@ -14,6 +14,7 @@ import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
 import { startRelay } from '../src/relay/server.js';
+import { WRONG_CODES_GOING_FIRST } from '../src/sender/link.js';
 import { WORDS } from '../src/secure/words.js';
 import { ferry, ferryUncoded, type FerryProcess } from './support/cli.js';
 import { fingerprint, pattern, tempDir, writeSample } from './support/files.js';
@@ -83,6 +84,12 @@ async function codeOf(proc: FerryProcess, side: 'send' | 'receive', relay: strin
   return code;
 }
 
+/** The right room (the number is public to the relay), the wrong words. */
+function wrongWords(code: string): string {
+  const [number, first, ...rest] = code.split('-');
+  return [number, WORDS.find((w) => w !== first)!, ...rest].join('-');
+}
+
 /** The sender exits 0 after at least one retry, its file resumed from at least `from` bytes, and it arrived whole. */
 async function expectResumed(tx: FerryProcess, saved: string, content: Buffer, from: number): Promise<void> {
   expect(await tx.exit(60_000), tx.stderr()).toBe(0);
@@ -138,23 +145,39 @@ describe.each(RELAYS)('through %s', (_name, startRelay) => {
     expect(fingerprint(rx.stdoutBytes())).toEqual(fingerprint(data));
   }, 60_000);
 
-  test('a wrong code through the relay: both sides exit 4 (ERR_BAD_CODE), nothing is written', async () => {
+  test('a wrong code through the relay, sender first: the receiver exits 4 (ERR_BAD_CODE), nothing is written; the sender waits on and the right code then fetches', async () => {
     const relay = await startRelay();
     const at = `127.0.0.1:${relay.port}`;
     const dst = await tempDir();
     const file = await writeSample(await tempDir(), 'secret.txt', 4096);
     const tx = ferryUncoded(['send', file.path, '--relay', at, '--json']);
     const code = await codeOf(tx, 'send', at);
-    // The right room (the number is public), the wrong words.
-    const [number, first, ...rest] = code.split('-');
-    const wrong = [number, WORDS.find((w) => w !== first)!, ...rest].join('-');
-    const rx = ferry(['receive', '--json', '--relay', at, '--code', wrong, '--dir', dst]);
+    const rx = ferry(['receive', '--json', '--relay', at, '--code', wrongWords(code), '--dir', dst]);
     expect(await rx.exit(30_000), rx.stderr()).toBe(4);
-    expect(await tx.exit(15_000), tx.stderr()).toBe(4);
-    expect(tx.events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_BAD_CODE', exitCode: 4 }));
     expect(rx.events).toContainEqual(expect.objectContaining({ event: 'error', code: 'ERR_BAD_CODE', exitCode: 4 }));
+    await tx.waitFor((e) => e.event === 'error' && e.code === 'ERR_BAD_CODE', 15_000);
     expect(await readdir(dst)).toEqual([]);
+    const right = ferry(['receive', '--json', '--relay', at, '--code', code, '--dir', dst]);
+    expect(await right.exit(30_000), right.stderr()).toBe(0);
+    expect(await tx.exit(15_000), tx.stderr()).toBe(0);
+    expect(fingerprint(await readFile(join(dst, 'secret.txt')))).toEqual(fingerprint(file.content));
   }, 60_000);
+
+  test(`a sender first ends at its ${WRONG_CODES_GOING_FIRST}th wrong code (exit 4), having sent nothing`, async () => {
+    const relay = await startRelay();
+    const at = `127.0.0.1:${relay.port}`;
+    const dst = await tempDir();
+    const file = await writeSample(await tempDir(), 'secret.txt', 4096);
+    const tx = ferryUncoded(['send', file.path, '--relay', at, '--json']);
+    const code = await codeOf(tx, 'send', at);
+    for (let i = 0; i < WRONG_CODES_GOING_FIRST; i++) {
+      const rx = ferry(['receive', '--json', '--relay', at, '--code', wrongWords(code), '--dir', dst]);
+      expect(await rx.exit(30_000), rx.stderr()).toBe(4);
+    }
+    expect(await tx.exit(15_000), tx.stderr()).toBe(4);
+    expect(tx.events.filter((e: Json) => e.event === 'error' && e.code === 'ERR_BAD_CODE')).toHaveLength(WRONG_CODES_GOING_FIRST);
+    expect(await readdir(dst)).toEqual([]);
+  }, 90_000);
 
   test('three senders at once to one receiver: each is paired in turn (a seat the relay drops unpaired is taken again), all delivered', async () => {
     const relay = await startRelay();

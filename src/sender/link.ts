@@ -26,6 +26,14 @@ import { dial } from './dial.js';
 
 /** Before taking a seat the relay closed unpaired again: not at once, in case the relay closes every newcomer. */
 const REJOIN_PAUSE_MS = 250;
+/**
+ * A sender that went first at a relay waits on after a wrong code, as a
+ * listening receiver serves on: anyone may name its room (the number is
+ * public there), and one stranger's guess should not end it. The fifth
+ * wrong code does (exit 4): strangers get 5 guesses in all, 3.0 × 10⁻⁷
+ * against the code's three words (docs/security.md, section 11.2).
+ */
+export const WRONG_CODES_GOING_FIRST = 5;
 
 export interface Link {
   /** The socket for the next attempt; rejects when the receiver was not reached. */
@@ -105,6 +113,14 @@ export function relayLink(relay: { host: string; port: number }, ctx: LinkContex
     }
   }
 
+  const wentFirst = code === undefined;
+  let wrongCodes = 0;
+  /** Going first, the sender waits as long as it takes, in the room it was given. */
+  const waitAgain = async (code: string): Promise<Socket> => {
+    seat = await Seat.join(options, SENDER_SIDE, codeNumber(code));
+    return pairedPatiently(options, SENDER_SIDE, seat);
+  };
+
   return {
     async connect() {
       let socket: Socket;
@@ -119,8 +135,23 @@ export function relayLink(relay: { host: string; port: number }, ctx: LinkContex
       } else {
         socket = await joinWithin(code);
       }
-      seat = null;
-      return secureClient(socket, code, { timeoutMs: ctx.timeoutMs, signal: ctx.signal });
+      for (;;) {
+        seat = null;
+        try {
+          return await secureClient(socket, code, { timeoutMs: ctx.timeoutMs, signal: ctx.signal });
+        } catch (err) {
+          const why = err instanceof FerryError ? err.code : undefined;
+          if (!wentFirst || closed || (why !== 'ERR_BAD_CODE' && why !== 'ERR_CONNECTION_LOST')) throw err;
+          // A peer that left mid-handshake (a receiver's spare seat closing as it exits) proved nothing: wait on.
+          if (why === 'ERR_BAD_CODE') {
+            if (++wrongCodes >= WRONG_CODES_GOING_FIRST) throw err;
+            const left = WRONG_CODES_GOING_FIRST - wrongCodes;
+            const message = `a receiver at the relay gave a wrong code; nothing was sent; waiting on (${left} more wrong code${left === 1 ? '' : 's'} end this send)`;
+            ctx.emit({ event: 'error', code: 'ERR_BAD_CODE', message, exitCode: exitCodeOf('ERR_BAD_CODE') });
+          }
+          socket = await waitAgain(code);
+        }
+      }
     },
     close() {
       closed = true;
