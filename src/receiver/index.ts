@@ -232,8 +232,8 @@ async function bind(server: Server, options: ReceiveOptions, emit: EventListener
 function codeGuard(options: ReceiveOptions): CodeGuard | undefined {
   if (options.insecure) return undefined;
   const guard = new CodeGuard(options.code ?? generateCode(), options.rateLimit ?? {});
-  // scrypt of the code, once, started now: a handshake that arrives first waits for it.
-  void guard.scalar().catch(() => {});
+  // scrypt of the code and both SPAKE2 blinding terms, once, started now: a handshake that arrives first waits for them.
+  void guard.shareCheck().catch(() => {});
   return guard;
 }
 
