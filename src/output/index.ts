@@ -6,6 +6,7 @@
  * count instead for many files (many-files.ts), and errors as one line on
  * stderr. Every human line passes terminalSafe() last.
  */
+import type { Writable } from 'node:stream';
 import type { FerryEvent } from '../events.js';
 import { terminalSafe } from '../printable.js';
 import { ProgressBars } from './bars.js';
@@ -31,6 +32,10 @@ export interface OutputOptions {
   err?: NodeJS.WritableStream;
 }
 
+/** Outputs holding JSON lines, written out if the process exits first (an error's own line must not overtake them). */
+const holding = new Set<Output>();
+let exitHooked = false;
+
 export class Output {
   private readonly options: OutputOptions;
   private readonly out: NodeJS.WritableStream;
@@ -39,6 +44,8 @@ export class Output {
   private readonly files: ManyFiles;
   /** Files and folders the sender's plan holds (0 until the plan arrives). */
   private planned = 0;
+  /** JSON lines are being held for one write (jsonLine). */
+  private corked = false;
 
   constructor(options: OutputOptions) {
     this.options = options;
@@ -50,7 +57,7 @@ export class Output {
 
   readonly handle = (event: FerryEvent): void => {
     if (this.options.json) {
-      this.out.write(`${jsonLine(event)}\n`);
+      this.jsonLine(`${jsonLine(event)}\n`);
       if (event.event === 'error') this.errorLine(event.message);
       return;
     }
@@ -101,9 +108,38 @@ export class Output {
     }
   };
 
-  /** Removes any bars left (on exit). */
+  /** Removes any bars left, and writes the JSON lines held (on exit). */
   stop(): void {
     this.bars?.stop();
+    this.uncork();
+  }
+
+  /**
+   * The --json lines of one turn of the event loop go out in one write: a
+   * receiver of 10,000 small files made 10,000 writes of one line each
+   * (about 20 us of its CPU a file, measured here). They are held until
+   * the next turn at most, and written at exit in any case.
+   */
+  private jsonLine(line: string): void {
+    const out = this.out as NodeJS.WritableStream & Partial<Pick<Writable, 'cork' | 'uncork'>>;
+    if (!this.corked && out.cork && out.uncork) {
+      this.corked = true;
+      out.cork();
+      setImmediate(() => this.uncork());
+      holding.add(this);
+      if (holding.size === 1 && !exitHooked) {
+        exitHooked = true;
+        process.once('exit', () => holding.forEach((output) => output.uncork()));
+      }
+    }
+    out.write(line);
+  }
+
+  private uncork(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    holding.delete(this);
+    (this.out as Partial<Writable>).uncork?.();
   }
 
   private line(text: string, evenIfQuiet = false): void {
