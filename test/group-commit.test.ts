@@ -4,13 +4,13 @@
  * VERDICT goes out before its file's data and name are both on the disk.
  */
 import { constants, fstatSync, lstatSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test, vi } from 'vitest';
 import { receive, send } from '../src/index.js';
 import { GroupCommit, type Flusher, type Written } from '../src/receiver/group-commit.js';
-import { uniqueTempName } from '../src/receiver/partials.js';
+import { cleanPartials, uniqueTempName } from '../src/receiver/partials.js';
 import { TargetDir } from '../src/receiver/target.js';
 import { CLI, TEST_CODE } from './support/cli.js';
 import { pattern, tempDir, within } from './support/files.js';
@@ -34,6 +34,8 @@ vi.mock('node:fs', async (importOriginal) => {
 });
 
 const TEMP = /^\.ferry-[0-9a-f]{32}\.part$/;
+/** 2001, in seconds. */
+const PAST_S = Date.UTC(2001, 4, 5) / 1000;
 
 /** The names in the folder open as `fd`, ferry's temporary files apart. */
 function namesIn(fd: number): { named: string[]; temps: string[] } {
@@ -116,7 +118,11 @@ describe('over a real session, with a slow disk', () => {
   test('while the data flush has not completed, only temporary files exist and the sender has no verdict', async () => {
     const src = await tempDir();
     const dst = await tempDir();
-    for (let i = 0; i < 5; i++) await writeFile(join(src, `s${i}.txt`), `small ${i}`);
+    for (let i = 0; i < 5; i++) {
+      await writeFile(join(src, `s${i}.txt`), `small ${i}`);
+      // Years old: the temporary files carry this mtime while they wait for the flush.
+      await utimes(join(src, `s${i}.txt`), PAST_S, PAST_S);
+    }
     const held: Array<() => void> = [];
     let firstHeld!: () => void;
     const someHeld = new Promise<void>((resolve) => (firstHeld = resolve));
@@ -145,6 +151,8 @@ describe('over a real session, with a slow disk', () => {
       expect(now.filter((n) => !TEMP.test(n))).toEqual([]);
       expect(now.filter((n) => TEMP.test(n)).length).toBeGreaterThanOrEqual(heldNow);
       expect(verdicts).toEqual([]);
+      // The receiver's sweep of stale partials (at start, then hourly) must not take them for old ones.
+      expect(await cleanPartials(dst, { all: false })).toBe(0);
       // The disk catches up: every flush held so far and after completes.
       disk.hook = { data: (_fd, done) => done(), folder: (_fd, done) => done() };
       for (const done of held.splice(0)) done();

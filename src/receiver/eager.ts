@@ -16,7 +16,7 @@ import { exitCodeOf } from '../exit-codes.js';
 import { FerryError, toFerryError, type ErrorCode } from '../protocol/errors.js';
 import { encodeVerdict, type OfferFrame } from '../protocol/messages.js';
 import { isRefused, verify, type Checked } from './checks.js';
-import { GroupCommit } from './group-commit.js';
+import { GroupCommit, heldRoom } from './group-commit.js';
 import { uniqueTempName } from './partials.js';
 import { applyMeta, checkFree, nameIntoPlace, removeQuietly, type Meta } from './place.js';
 import { replaces } from './probe.js';
@@ -26,12 +26,14 @@ import { StdoutSink } from './stdout-sink.js';
 import type { Folder } from './target.js';
 
 /**
- * Verdicts owed at once: the sender's window (256 eager offers). A file is
+ * Verdicts owed at once: the sender's window (1,024 eager offers). A file is
  * written to its temporary name as soon as it is checked, so what waits is
- * a descriptor and its folder's, not its bytes; the bound keeps a batch
- * (group-commit.ts) within 512 descriptors.
+ * a descriptor, not its bytes (group-commit.ts bounds those for the whole
+ * process). Half of it is committing while the other half gathers: each
+ * commit costs a disk round trip or two whatever its size (about 40 ms on
+ * the test machine), so the window is what sets the pace.
  */
-const MAX_PENDING_REPLIES = 256;
+const MAX_PENDING_REPLIES = 1024;
 
 /** One eager offer's answer, and what to report when it goes out. */
 interface Reply {
@@ -140,14 +142,12 @@ async function saveEager(ctx: SessionContext, r: report.Reporter, commits: Group
       sink.write(content);
       await sink.finish();
     } else {
-      const folder = ctx.tree.parentOf(file.parts);
       const name = file.parts[file.parts.length - 1]!;
       path = join(ctx.target.path, file.name);
-      try {
-        await saveSmall(folder, name, content, offer, { overwrite: replaces(ctx, offer), umask: ctx.target.umask, commits: ctx.fsync ? commits : undefined });
-      } finally {
-        folder.close();
-      }
+      if (ctx.fsync) await heldRoom();
+      // saveSmall closes it.
+      const folder = ctx.tree.parentOf(file.parts);
+      await saveSmall(folder, name, content, offer, { overwrite: replaces(ctx, offer), umask: ctx.target.umask, commits: ctx.fsync ? commits : undefined });
     }
     const seconds = (performance.now() - started) / 1000;
     const bytes = content.length;
@@ -170,20 +170,23 @@ async function saveEager(ctx: SessionContext, r: report.Reporter, commits: Group
  * once.
  */
 export async function saveSmall(folder: Folder, name: string, content: Buffer, meta: Meta, options: { overwrite: boolean; umask: number; commits: GroupCommit | undefined }): Promise<void> {
-  checkFree(folder, name, options.overwrite);
   const temp = uniqueTempName();
   let fd: number | undefined;
   try {
+    checkFree(folder, name, options.overwrite);
     fd = openSync(folder.at(temp), fs.O_WRONLY | fs.O_CREAT | fs.O_EXCL | fs.O_NOFOLLOW, 0o600);
     for (let at = 0; at < content.length; ) at += writeSync(fd, content, at);
     applyMeta(fd, meta, options.umask);
   } catch (err) {
-    if (fd !== undefined) closeSync(fd);
-    removeQuietly(folder, temp);
+    if (fd !== undefined) {
+      closeSync(fd);
+      removeQuietly(folder, temp);
+    }
+    folder.close();
     throw ioError(err, 'cannot save the file');
   }
   if (options.commits) {
-    // The batch closes the descriptor and deletes the temp file if it fails.
+    // The batch closes both descriptors, and deletes the temp file if it fails.
     try {
       return await options.commits.add({ folder, fd, temp, name, overwrite: options.overwrite });
     } catch (err) {
@@ -199,6 +202,7 @@ export async function saveSmall(folder: Folder, name: string, content: Buffer, m
     throw ioError(err, 'cannot save the file');
   } finally {
     if (!named) removeQuietly(folder, temp);
+    folder.close();
   }
 }
 

@@ -27,7 +27,7 @@ import type { Folder } from './target.js';
 
 /** A written temporary file waiting to be made durable and named. */
 export interface Written {
-  /** The folder it is in, open until its commit ends (the caller closes it after add() settles). */
+  /** The folder it is in, open; the commit closes it (it keeps one descriptor per folder a batch names files in). */
   folder: Folder;
   /** Its descriptor, open; the commit closes it. */
   fd: number;
@@ -54,18 +54,43 @@ interface Entry {
   settle: (err: unknown) => void;
 }
 
+/**
+ * Written files waiting in every batch of the process, at most: each holds
+ * a descriptor until its commit. 4,096 is a few senders' windows
+ * (eager.ts), far below the usual descriptor limit.
+ */
+const MAX_HELD = 4096;
+let held = 0;
+const roomWaiters: Array<() => void> = [];
+
+/** Resolves when a file may be written and queued: while MAX_HELD are held, after a commit frees some. */
+export function heldRoom(): Promise<void> {
+  if (held < MAX_HELD) return Promise.resolve();
+  return new Promise((resolve) => roomWaiters.push(resolve));
+}
+
+function release(count: number): void {
+  held -= count;
+  while (held < MAX_HELD && roomWaiters.length > 0) roomWaiters.shift()!();
+}
+
 export class GroupCommit {
   private waiting: Entry[] = [];
   private committing = false;
+  /** The folders of the batch being gathered, one descriptor each (by device and inode). */
+  private folders = new Map<string, Folder>();
 
   constructor(private readonly flusher: Flusher = diskFlusher) {}
 
   /**
-   * Queues a written file. Resolves once it is flushed, named and its folder
-   * flushed; rejects with its own failure (the temporary file is then
-   * deleted). Its descriptor is closed either way.
+   * Queues a written file (after heldRoom()). Resolves once it is flushed,
+   * named and its folder flushed; rejects with its own failure (the
+   * temporary file is then deleted). Its descriptor and its folder's are
+   * closed either way.
    */
-  add(file: Written): Promise<void> {
+  add(written: Written): Promise<void> {
+    held++;
+    const file = { ...written, folder: this.sharedFolder(written.folder) };
     return new Promise((resolve, reject) => {
       this.waiting.push({ file, settle: (err) => (err === undefined ? resolve() : reject(err)) });
       // After the current read: the other files of the same chunk of input join this batch.
@@ -76,11 +101,40 @@ export class GroupCommit {
     });
   }
 
+  /**
+   * One descriptor per folder in a batch: two descriptors of one device and
+   * inode are the same folder, wherever it has been moved, so names made
+   * through either land in the same place.
+   */
+  private sharedFolder(folder: Folder): Folder {
+    let key: string;
+    try {
+      const info = fstatSync(folder.fd);
+      key = `${info.dev}:${info.ino}`;
+    } catch {
+      return folder;
+    }
+    const same = this.folders.get(key);
+    if (!same) {
+      this.folders.set(key, folder);
+      return folder;
+    }
+    folder.close();
+    return same;
+  }
+
   private async next(): Promise<void> {
     while (this.waiting.length > 0) {
       const batch = this.waiting;
+      const folders = this.folders;
       this.waiting = [];
-      await this.commit(batch);
+      this.folders = new Map();
+      try {
+        await this.commit(batch);
+      } finally {
+        for (const folder of folders.values()) folder.close();
+        release(batch.length);
+      }
     }
     this.committing = false;
   }
@@ -106,26 +160,18 @@ export class GroupCommit {
     for (const entry of batch) entry.settle(failures.get(entry));
   }
 
-  /** One flush per folder (descriptors of the same folder count once); a failed one fails the files named in it. */
+  /** One flush per folder the batch named files in; a failed one fails the files named there. */
   private async flushFolders(named: Entry[], failures: Map<Entry, unknown>): Promise<void> {
-    const byFolder = new Map<string, { fd: number; entries: Entry[] }>();
+    const byFolder = new Map<Folder, Entry[]>();
     for (const entry of named) {
-      let key: string;
-      try {
-        const info = fstatSync(entry.file.folder.fd);
-        key = `${info.dev}:${info.ino}`;
-      } catch (err) {
-        failures.set(entry, ioError(err, 'cannot flush the folder to disk'));
-        continue;
-      }
-      const group = byFolder.get(key);
-      if (group) group.entries.push(entry);
-      else byFolder.set(key, { fd: entry.file.folder.fd, entries: [entry] });
+      const group = byFolder.get(entry.file.folder);
+      if (group) group.push(entry);
+      else byFolder.set(entry.file.folder, [entry]);
     }
     await Promise.all(
-      [...byFolder.values()].map((group) =>
-        this.flusher.folder(group.fd).catch((err: unknown) => {
-          for (const entry of group.entries) failures.set(entry, err);
+      [...byFolder].map(([folder, entries]) =>
+        this.flusher.folder(folder.fd).catch((err: unknown) => {
+          for (const entry of entries) failures.set(entry, err);
         }),
       ),
     );
