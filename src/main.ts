@@ -8,7 +8,7 @@
 import './threadpool.js';
 import { hideBin } from 'yargs/helpers';
 import { parseArgs, type OutputArgs, type ReceiveRequest, type SendRequest } from './cli.js';
-import { jsonLine, Output } from './output/index.js';
+import { jsonLine, Output, writeHeldLines } from './output/index.js';
 import { terminalSafe } from './printable.js';
 import { exitCodeOf } from './exit-codes.js';
 import { FerryError, toFerryError } from './protocol/errors.js';
@@ -115,6 +115,7 @@ hashCodeEarly(hideBin(process.argv), process.env);
 main(hideBin(process.argv)).then(
   (code) => exitFlushed(code),
   (caught: unknown) => {
+    writeHeldLines();
     const err = toFerryError(caught);
     if (process.argv.includes('--json')) {
       process.stdout.write(`${jsonLine({ event: 'error', code: err.code, message: err.message, exitCode: exitCodeOf(err.code) })}\n`);

@@ -6,7 +6,6 @@
  * count instead for many files (many-files.ts), and errors as one line on
  * stderr. Every human line passes terminalSafe() last.
  */
-import type { Writable } from 'node:stream';
 import type { FerryEvent } from '../events.js';
 import { terminalSafe } from '../printable.js';
 import { ProgressBars } from './bars.js';
@@ -32,9 +31,14 @@ export interface OutputOptions {
   err?: NodeJS.WritableStream;
 }
 
-/** Outputs holding JSON lines, written out if the process exits first (an error's own line must not overtake them). */
+/** Outputs holding JSON lines, written out if the process exits first. */
 const holding = new Set<Output>();
 let exitHooked = false;
+
+/** Writes every JSON line held: before a line written some other way (main.ts's last error) that must not overtake them. */
+export function writeHeldLines(): void {
+  holding.forEach((output) => output.stop());
+}
 
 export class Output {
   private readonly options: OutputOptions;
@@ -44,8 +48,8 @@ export class Output {
   private readonly files: ManyFiles;
   /** Files and folders the sender's plan holds (0 until the plan arrives). */
   private planned = 0;
-  /** JSON lines are being held for one write (jsonLine). */
-  private corked = false;
+  /** JSON lines held for one write (jsonLine). */
+  private held: string[] = [];
 
   constructor(options: OutputOptions) {
     this.options = options;
@@ -121,25 +125,23 @@ export class Output {
    * the next turn at most, and written at exit in any case.
    */
   private jsonLine(line: string): void {
-    const out = this.out as NodeJS.WritableStream & Partial<Pick<Writable, 'cork' | 'uncork'>>;
-    if (!this.corked && out.cork && out.uncork) {
-      this.corked = true;
-      out.cork();
+    if (this.held.length === 0) {
       setImmediate(() => this.uncork());
       holding.add(this);
-      if (holding.size === 1 && !exitHooked) {
+      if (!exitHooked) {
         exitHooked = true;
         process.once('exit', () => holding.forEach((output) => output.uncork()));
       }
     }
-    out.write(line);
+    this.held.push(line);
   }
 
   private uncork(): void {
-    if (!this.corked) return;
-    this.corked = false;
+    if (this.held.length === 0) return;
+    const text = this.held.join('');
+    this.held = [];
     holding.delete(this);
-    (this.out as Partial<Writable>).uncork?.();
+    this.out.write(text);
   }
 
   private line(text: string, evenIfQuiet = false): void {
