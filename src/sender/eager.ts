@@ -20,7 +20,7 @@ import type { DirectoryEntry, Entry, FileEntry } from './walk.js';
  * section 4): the receiver answers a batch at a time, after one flush for all
  * of it (group commit), so the window sets how many files share a flush.
  */
-const WINDOW_FILES = 1024;
+const WINDOW_FILES = 256;
 const WINDOW_BYTES = 16 * 1024 * 1024;
 
 export type EagerEntry = FileEntry | DirectoryEntry;
