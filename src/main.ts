@@ -9,12 +9,13 @@ import './threadpool.js';
 import './heap.js';
 import { hideBin } from 'yargs/helpers';
 import { parseArgs, type OutputArgs, type ReceiveRequest, type RelayRequest, type SendRequest } from './cli.js';
-import { jsonLine, Output } from './output/index.js';
+import { jsonLine, Output, writeHeldLines } from './output/index.js';
 import { terminalSafe } from './printable.js';
 import { exitCodeOf } from './exit-codes.js';
 import { FerryError, abortError, toFerryError } from './protocol/errors.js';
 import { askCode } from './prompt.js';
 import { checkCode } from './secure/code.js';
+import { prepareClient } from './secure/index.js';
 import { receive } from './receiver/index.js';
 import { cleanPartials } from './receiver/partials.js';
 import type { RelayEvent } from './relay/log.js';
@@ -119,9 +120,26 @@ function exitFlushed(code: number): void {
   process.stdout.write('', () => process.exit(code));
 }
 
+/**
+ * `ferry send` with a code on its command line or in FERRY_CODE: its
+ * password hash (scrypt, about 50 ms in the thread pool) starts before
+ * yargs parses, so that it overlaps that instead of the wait after the
+ * connect. send() asks for it again and gets the same one (cached per code);
+ * a malformed code is ignored here and reported by the parse.
+ */
+function hashCodeEarly(argv: readonly string[], env: NodeJS.ProcessEnv): void {
+  if (argv[0] !== 'send' || argv.includes('--insecure')) return;
+  const at = argv.findIndex((a) => a === '--code' || a.startsWith('--code='));
+  const code = at < 0 ? env.FERRY_CODE : argv[at]!.startsWith('--code=') ? argv[at]!.slice('--code='.length) : argv[at + 1];
+  if (code) prepareClient(code);
+}
+
+hashCodeEarly(hideBin(process.argv), process.env);
+
 main(hideBin(process.argv)).then(
   (code) => exitFlushed(code),
   (caught: unknown) => {
+    writeHeldLines();
     const err = toFerryError(caught);
     if (process.argv.includes('--json')) {
       process.stdout.write(`${jsonLine({ event: 'error', code: err.code, message: err.message, exitCode: exitCodeOf(err.code) })}\n`);

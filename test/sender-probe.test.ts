@@ -7,6 +7,7 @@
  * file instead of passing for success.
  */
 import { createHash } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
 import { afterEach, describe, expect, test } from 'vitest';
 import { send, type FerryEvent } from '../src/index.js';
 import { FrameType, OfferFlag } from '../src/protocol/constants.js';
@@ -63,6 +64,41 @@ async function sendTwo(extra: { skipSame?: boolean; update?: boolean } = {}): Pr
 }
 
 describe('answers to probes', () => {
+  test('a folder the receiver holds nothing of (OK, the digest of no file): its files are sent with no probe each; another folder digest: probed one by one', async () => {
+    const EMPTY = sha256(Buffer.alloc(0));
+    const dir = await tempDir('ferry-sender-probe-');
+    for (const name of ['new', 'old']) {
+      await mkdir(`${dir}/${name}`);
+      await writeSample(dir, `${name}/a.txt`, 10);
+      await writeSample(dir, `${name}/b.txt`, 20);
+    }
+    const folderDigest = (name: string): Buffer | undefined => (name === 'new' ? EMPTY : name === 'old' ? sha256(Buffer.from('something else')) : undefined);
+    let eager: OfferFrame | undefined;
+    fake = await fakeReceiver({
+      onFrame(frame: ControlFrame, peer: FakePeer) {
+        if (answerHello(frame, peer)) return;
+        if (frame.type === FrameType.Offer && (frame.flags & OfferFlag.Probe) !== 0) {
+          const digest = folderDigest(frame.name.toString());
+          peer.say(digest ? encodeVerdict('OK', digest) : encodeVerdict('ERR_NOT_HELD', Buffer.alloc(0)));
+        } else if (frame.type === FrameType.Offer && (frame.flags & OfferFlag.Directory) !== 0) {
+          peer.say(encodeVerdict('OK', Buffer.alloc(0)));
+        } else if (frame.type === FrameType.Offer) {
+          eager = frame;
+        } else if (frame.type === FrameType.End && eager) {
+          peer.say(encodeVerdict('OK', frame.digests.subarray(0, 32)));
+          eager = undefined;
+        } else if (frame.type === FrameType.Bye) {
+          peer.socket.end();
+        }
+      },
+    });
+    const summary = await within(send({ insecure: true, files: [`${dir}/new`, `${dir}/old`], host: '127.0.0.1', port: fake.port, timeoutMs: 10_000 }), 20_000, 'send');
+    expect(summary.exitCode).toBe(0);
+    const probed = offers(fake).filter((o) => (o.flags & OfferFlag.Probe) !== 0).map((o) => o.name.toString());
+    expect(probed).toEqual(['new', 'old', 'old/a.txt', 'old/b.txt']);
+    expect(plain(fake).sort()).toEqual(['new', 'new/a.txt', 'new/b.txt', 'old', 'old/a.txt', 'old/b.txt']);
+  });
+
   test('the same digest: not sent, unchanged, exit 0; another digest: sent', async () => {
     let digest: Buffer = Buffer.alloc(32);
     fake = await scripted({ probe: (name) => ({ code: 'OK', digest: name === 'same.txt' ? digest : Buffer.alloc(32, 7) }) });

@@ -31,6 +31,15 @@ export interface OutputOptions {
   err?: NodeJS.WritableStream;
 }
 
+/** Outputs holding JSON lines, written out if the process exits first. */
+const holding = new Set<Output>();
+let exitHooked = false;
+
+/** Writes every JSON line held: before a line written some other way (main.ts's last error) that must not overtake them. */
+export function writeHeldLines(): void {
+  holding.forEach((output) => output.stop());
+}
+
 export class Output {
   private readonly options: OutputOptions;
   private readonly out: NodeJS.WritableStream;
@@ -39,6 +48,8 @@ export class Output {
   private readonly files: ManyFiles;
   /** Files and folders the sender's plan holds (0 until the plan arrives). */
   private planned = 0;
+  /** JSON lines held for one write (jsonLine). */
+  private held: string[] = [];
 
   constructor(options: OutputOptions) {
     this.options = options;
@@ -50,7 +61,7 @@ export class Output {
 
   readonly handle = (event: FerryEvent): void => {
     if (this.options.json) {
-      this.out.write(`${jsonLine(event)}\n`);
+      this.jsonLine(`${jsonLine(event)}\n`);
       if (event.event === 'error') this.errorLine(event.message);
       return;
     }
@@ -103,9 +114,36 @@ export class Output {
     }
   };
 
-  /** Removes any bars left (on exit). */
+  /** Removes any bars left, and writes the JSON lines held (on exit). */
   stop(): void {
     this.bars?.stop();
+    this.uncork();
+  }
+
+  /**
+   * The --json lines of one turn of the event loop go out in one write: a
+   * receiver of 10,000 small files made 10,000 writes of one line each
+   * (about 20 us of its CPU a file, measured here). They are held until
+   * the next turn at most, and written at exit in any case.
+   */
+  private jsonLine(line: string): void {
+    if (this.held.length === 0) {
+      setImmediate(() => this.uncork());
+      holding.add(this);
+      if (!exitHooked) {
+        exitHooked = true;
+        process.once('exit', () => holding.forEach((output) => output.uncork()));
+      }
+    }
+    this.held.push(line);
+  }
+
+  private uncork(): void {
+    if (this.held.length === 0) return;
+    const text = this.held.join('');
+    this.held = [];
+    holding.delete(this);
+    this.out.write(text);
   }
 
   private line(text: string, evenIfQuiet = false): void {

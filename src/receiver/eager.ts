@@ -16,7 +16,7 @@ import { exitCodeOf } from '../exit-codes.js';
 import { FerryError, toFerryError, type ErrorCode } from '../protocol/errors.js';
 import { encodeVerdict, type OfferFrame } from '../protocol/messages.js';
 import { isRefused, verify, type Checked } from './checks.js';
-import { datasync } from './fsync.js';
+import { GroupCommit, heldRoom } from './group-commit.js';
 import { uniqueTempName } from './partials.js';
 import { applyMeta, checkFree, nameIntoPlace, removeQuietly, type Meta } from './place.js';
 import { replaces } from './probe.js';
@@ -25,8 +25,15 @@ import type { SessionContext } from './session.js';
 import { StdoutSink } from './stdout-sink.js';
 import type { Folder } from './target.js';
 
-/** Eager files checked and waiting to be written: bounds memory (64 KiB each at most). */
-const MAX_PENDING_REPLIES = 64;
+/**
+ * Verdicts owed at once: the sender's window (256 eager offers). A file is
+ * written to its temporary name as soon as it is checked, so what waits is
+ * a descriptor, not its bytes (group-commit.ts bounds those for the whole
+ * process). A window of 1,024 made batches of about 800 files instead of
+ * 250, but each took longer to flush: the same 3,200 files/s on a journaled
+ * ext4 here, for 20 MiB more of receiver RSS.
+ */
+const MAX_PENDING_REPLIES = 256;
 
 /** One eager offer's answer, and what to report when it goes out. */
 interface Reply {
@@ -46,6 +53,8 @@ export class Replies {
   private readonly unwritten: Promise<void>[] = [];
   /** The highest exit code of the verdicts written. */
   worst = 0;
+  /** This session's eager files, made durable a batch at a time before their verdicts. */
+  readonly commits = new GroupCommit();
 
   constructor(private readonly conn: ReceiverConnection) {}
 
@@ -119,10 +128,10 @@ export async function receiveEager(conn: ReceiverConnection, offer: OfferFrame, 
   const digest = digestOf(checked.algorithm, content);
   const verdict = verify(checked.algorithm, offer, { digests: end.digests, digest, received, expected: offer.size });
   if (verdict) return replies.refuse(verdict, () => report.failed(r, verdict, checked.name), digest);
-  replies.push(saveEager(ctx, r, checked, offer, content, digest));
+  replies.push(saveEager(ctx, r, replies.commits, checked, offer, content, digest));
 }
 
-async function saveEager(ctx: SessionContext, r: report.Reporter, file: Checked, offer: OfferFrame, content: Buffer, digest: Buffer): Promise<Reply> {
+async function saveEager(ctx: SessionContext, r: report.Reporter, commits: GroupCommit, file: Checked, offer: OfferFrame, content: Buffer, digest: Buffer): Promise<Reply> {
   ctx.inFlight.add(file.name);
   if (ctx.stdout) ctx.stdout.taken = true;
   const started = performance.now();
@@ -133,14 +142,12 @@ async function saveEager(ctx: SessionContext, r: report.Reporter, file: Checked,
       sink.write(content);
       await sink.finish();
     } else {
-      const folder = ctx.tree.parentOf(file.parts);
       const name = file.parts[file.parts.length - 1]!;
       path = join(ctx.target.path, file.name);
-      try {
-        await saveSmall(folder, name, content, offer, { overwrite: replaces(ctx, offer), fsync: ctx.fsync, umask: ctx.target.umask });
-      } finally {
-        folder.close();
-      }
+      if (ctx.fsync) await heldRoom();
+      // saveSmall closes it.
+      const folder = ctx.tree.parentOf(file.parts);
+      await saveSmall(folder, name, content, offer, { overwrite: replaces(ctx, offer), umask: ctx.target.umask, commits: ctx.fsync ? commits : undefined });
     }
     const seconds = (performance.now() - started) / 1000;
     const bytes = content.length;
@@ -156,30 +163,46 @@ async function saveEager(ctx: SessionContext, r: report.Reporter, file: Checked,
 /**
  * Saves a small, already verified file the way every file is saved
  * (hidden temp file, mode and mtime, flush, then nameIntoPlace), but with
- * blocking calls for all but the flush: on a tree of 10,000 files of 4 KiB
+ * blocking calls for all but the flushes: on a tree of 10,000 files of 4 KiB
  * these take about 35 us a file, against about 800 us through fs/promises
- * and the thread pool (measured here). The flush, which waits for the disk,
- * stays off the event loop, and many run at once.
+ * and the thread pool (measured here). With `commits` (fsync on) the flush
+ * and the naming are the batch's (group-commit.ts); without, it is named at
+ * once.
  */
-export async function saveSmall(folder: Folder, name: string, content: Buffer, meta: Meta, options: { overwrite: boolean; fsync: boolean; umask: number }): Promise<void> {
-  checkFree(folder, name, options.overwrite);
+export async function saveSmall(folder: Folder, name: string, content: Buffer, meta: Meta, options: { overwrite: boolean; umask: number; commits: GroupCommit | undefined }): Promise<void> {
   const temp = uniqueTempName();
   let fd: number | undefined;
-  let named = false;
   try {
+    checkFree(folder, name, options.overwrite);
     fd = openSync(folder.at(temp), fs.O_WRONLY | fs.O_CREAT | fs.O_EXCL | fs.O_NOFOLLOW, 0o600);
     for (let at = 0; at < content.length; ) at += writeSync(fd, content, at);
     applyMeta(fd, meta, options.umask);
-    if (options.fsync) await datasync(fd);
+  } catch (err) {
+    if (fd !== undefined) {
+      closeSync(fd);
+      removeQuietly(folder, temp);
+    }
+    folder.close();
+    throw ioError(err, 'cannot save the file');
+  }
+  if (options.commits) {
+    // The batch closes both descriptors, and deletes the temp file if it fails.
+    try {
+      return await options.commits.add({ folder, fd, temp, name, overwrite: options.overwrite });
+    } catch (err) {
+      throw ioError(err, 'cannot save the file');
+    }
+  }
+  let named = false;
+  try {
     closeSync(fd);
-    fd = undefined;
     nameIntoPlace(folder, temp, name, options.overwrite);
     named = true;
   } catch (err) {
     throw ioError(err, 'cannot save the file');
   } finally {
-    if (fd !== undefined) closeSync(fd);
     if (!named) removeQuietly(folder, temp);
+    folder.close();
   }
 }
 

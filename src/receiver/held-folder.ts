@@ -6,7 +6,8 @@
  * them out, and so are ferry's temporary files. A hidden folder this
  * receiver would not enter, a folder too deep or too full, or a file that
  * changes while read make the answer "not held": the sender then probes
- * file by file.
+ * file by file. A folder that is not there holds no file: its answer is the
+ * digest of none, and the sender sends every file without a probe each.
  */
 import { constants as fs, lstatSync, openSync, readdirSync } from 'node:fs';
 import { digestOfFile } from '../file-digest.js';
@@ -25,7 +26,8 @@ const YIELD_EVERY = 256;
 export async function heldFolderDigest(tree: TargetTree, parts: readonly string[], algorithm: HashAlgorithm): Promise<Buffer | undefined> {
   // The parent of a made-up child: every component of `parts` is then checked as a folder on the way.
   const folder = tree.existingFolder(parts);
-  if (!folder) return undefined;
+  // Not there at all: nothing is held below it, which the sender may act on (the digest of no file).
+  if (!folder) return tree.missingFolder(parts) ? new FolderDigest().digest(algorithm) : undefined;
   const sum = new FolderDigest();
   try {
     return (await addFolder({ tree, algorithm, sum }, folder, '', 0)) ? sum.digest(algorithm) : undefined;

@@ -5,7 +5,8 @@
  * goes through finish(outcome), once.
  *
  * - `name`: verified. Mode (masked by the umask) and mtime are set, the data
- *   flushed (with fsync on), then the file takes its final name.
+ *   flushed (with fsync on), then the file takes its final name, and (with
+ *   fsync on) its folder is flushed.
  * - `keep`: cut off (connection lost, timeout, interrupted). The partial stays
  *   hidden for the next offer of the same path to resume; a stream, which
  *   cannot resume, is deleted instead.
@@ -15,6 +16,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import type { Hasher } from '../hash.js';
 import { datasync } from './fsync.js';
+import { diskFlusher } from './group-commit.js';
 import { createTemp, openPartial, uniqueTempName } from './partials.js';
 import { applyMeta, nameIntoPlace, removeQuietly, type Meta } from './place.js';
 import { FileSink, type Sink } from './sink.js';
@@ -124,6 +126,8 @@ export class IncomingFile {
     if (to.fsync) await datasync(handle.fd);
     await handle.close();
     nameIntoPlace(to.folder, temp, to.name, to.overwrite);
+    // The name lasts too before the verdict says so, as for a batch of small files (group-commit.ts).
+    if (to.fsync) await diskFlusher.folder(to.folder.fd);
     to.folder.close();
   }
 

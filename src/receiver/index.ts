@@ -393,8 +393,8 @@ async function bind(server: Server, options: ReceiveOptions, emit: EventListener
 function codeGuard(options: ReceiveOptions, nameplate: number | undefined): CodeGuard | undefined {
   if (options.insecure) return undefined;
   const guard = new CodeGuard(options.code ?? generateCode(nameplate), options.rateLimit ?? {});
-  // scrypt of the code, once, started now: a handshake that arrives first waits for it.
-  void guard.scalar().catch(() => {});
+  // scrypt of the code and both SPAKE2 blinding terms, once, started now: a handshake that arrives first waits for them.
+  void guard.shareCheck().catch(() => {});
   return guard;
 }
 

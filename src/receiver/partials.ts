@@ -45,6 +45,16 @@ export function uniqueTempName(): string {
   return `${TEMP_PREFIX}${TEMP_STEM}${(tempCounter++).toString(16).padStart(16, '0')}${TEMP_SUFFIX}`;
 }
 
+/**
+ * Whether `name` is one of this process's unique temporary files: it is in
+ * use (a small file waits under it, with the sender's mtime, maybe years
+ * old, for its batch's flush: group-commit.ts), and this process names or
+ * deletes it itself. Those of an earlier process are swept as usual.
+ */
+function isOwnTemp(name: string): boolean {
+  return name.startsWith(`${TEMP_PREFIX}${TEMP_STEM}`);
+}
+
 /** Creates `name` in `folder`, exclusively (never opens or follows anything already there), mode 0600. */
 export async function createTemp(folder: Folder, name: string): Promise<FileHandle> {
   try {
@@ -126,7 +136,7 @@ async function sweep(target: TargetDir, options: { all: boolean; now?: number; m
           pending.push([...parts, entry.name]);
         } else if (entry.isFile() && isTempName(entry.name)) {
           const info = options.all ? undefined : lstatSync(folder.at(entry.name), { throwIfNoEntry: false });
-          if (!options.all && (!info || now - info.mtimeMs < PARTIAL_MAX_AGE_MS)) continue;
+          if (!options.all && (!info || now - info.mtimeMs < PARTIAL_MAX_AGE_MS || isOwnTemp(entry.name))) continue;
           try {
             unlinkSync(folder.at(entry.name));
             count++;

@@ -165,6 +165,31 @@ export class TargetTree {
     return openExisting(this.target, parts);
   }
 
+  /**
+   * Whether the folder `parts` is not there at all: some component on the
+   * way is missing, and every one before it is a folder this tree would
+   * enter. False when it exists, and when the way is blocked (a link, a
+   * file, a hidden folder not to be entered): what a probe may tell.
+   */
+  missingFolder(parts: readonly string[]): boolean {
+    let folder = this.target.root;
+    try {
+      for (const part of parts) {
+        const relative = folder.relative === '' ? part : `${folder.relative}/${part}`;
+        const fd = openFolder(folder, part, relative);
+        if (fd === undefined) return true;
+        folder.close();
+        folder = new Folder(fd, relative);
+        if (!this.mayEnter(part, relative)) return false;
+      }
+      return false;
+    } catch {
+      return false;
+    } finally {
+      folder.close();
+    }
+  }
+
   /** Whether enter() would go into the existing folder `part` at `relative`: not a hidden one that was there before, without allowHidden. */
   mayEnter(part: string, relative: string): boolean {
     return !part.startsWith('.') || this.allowHidden || this.target.made.has(relative);

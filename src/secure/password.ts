@@ -3,7 +3,7 @@
  * per code for the process: scrypt costs about 50 ms.
  */
 import { normalizeCode } from './code.js';
-import { passwordScalar } from './spake2.js';
+import { passwordScalar, warmBlinds } from './spake2.js';
 
 /**
  * Password scalars of the codes this process has sent with: scrypt costs
@@ -15,7 +15,8 @@ export function cachedScalar(code: string): Promise<bigint> {
   let w = scalars.get(code);
   if (!w) {
     if (scalars.size >= 16) scalars.clear();
-    w = passwordScalar(code);
+    // Both blinding terms as soon as w is known: the first frame then costs no scalar multiplication by a fixed point.
+    w = passwordScalar(code).then((scalar) => (warmBlinds(scalar), scalar));
     scalars.set(code, w);
     w.catch(() => scalars.delete(code));
   }

@@ -15,7 +15,11 @@ import { failed, judge, type FileResult } from './results.js';
 import { readSmall } from './source.js';
 import type { DirectoryEntry, Entry, FileEntry } from './walk.js';
 
-/** Eager offers whose verdicts the sender may wait for at once (docs/protocol.md, section 4). */
+/**
+ * Eager offers whose verdicts the sender may wait for at once (docs/protocol.md,
+ * section 4): the receiver answers a batch at a time, after one flush for all
+ * of it (group commit), so the window sets how many files share a flush.
+ */
 const WINDOW_FILES = 256;
 const WINDOW_BYTES = 16 * 1024 * 1024;
 

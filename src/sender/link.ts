@@ -195,7 +195,7 @@ export function listenLink(bindTo: { host: string | undefined; port: number }, c
 
   async function start(): Promise<void> {
     if (!ctx.insecure) guard = new CodeGuard(ctx.code ?? generateCode());
-    void guard?.scalar().catch(() => {});
+    void guard?.shareCheck().catch(() => {});
     const accept = acceptor({
       guard,
       timeoutMs: ctx.timeoutMs,

@@ -59,10 +59,10 @@ export class ProbeWindow {
    * does not hold the same. The others have their result recorded.
    */
   async run(todo: readonly Entry[]): Promise<Entry[]> {
-    const same = await this.folders(todo);
+    const { same, absent } = await this.folders(todo);
     for (const entry of todo) {
       if (same.has(entry)) continue;
-      if (entry.kind !== 'file') {
+      if (entry.kind !== 'file' || absent.has(entry)) {
         this.send.add(entry);
         continue;
       }
@@ -80,11 +80,14 @@ export class ProbeWindow {
   /**
    * Probes each folder named on the command line as a whole, first: when
    * the receiver holds all its files the same (the folder digest matches),
-   * they are recorded unchanged at the cost of one round trip. Returns
-   * those files; the rest are probed one by one.
+   * they are recorded unchanged at the cost of one round trip; when it
+   * holds none (the digest of no file: the folder is not there), they are
+   * all to be sent, with no probe each. Returns both sets; the rest are
+   * probed one by one.
    */
-  private async folders(todo: readonly Entry[]): Promise<Set<Entry>> {
+  private async folders(todo: readonly Entry[]): Promise<{ same: Set<Entry>; absent: Set<Entry> }> {
     const same = new Set<Entry>();
+    const absent = new Set<Entry>();
     for (const folder of todo) {
       if (folder.kind !== 'directory' || folder.name.includes('/')) continue;
       const files = todo.filter((e): e is FileEntry => e.kind === 'file' && e.name.startsWith(`${folder.name}/`));
@@ -97,6 +100,10 @@ export class ProbeWindow {
       const verdict = await this.conn.expect('EAGER', { withinMs: this.conn.timeoutMs + Math.ceil(bytes * VERDICT_MS_PER_BYTE) });
       this.conn.enter('IDLE');
       if (verdict.code !== 'OK' || verdict.digest.length !== this.algorithm.digestLength) continue;
+      if (verdict.digest.equals(new FolderDigest().digest(this.algorithm))) {
+        for (const file of files) absent.add(file);
+        continue;
+      }
       const ours = await this.conn.local(() => ourFolder(this.algorithm, folder.name, files));
       if (!ours?.digest.equals(verdict.digest)) continue;
       for (const [i, file] of files.entries()) {
@@ -104,7 +111,7 @@ export class ProbeWindow {
         same.add(file);
       }
     }
-    return same;
+    return { same, absent };
   }
 
   private async settle(): Promise<void> {

@@ -3,6 +3,7 @@
  * stderr, the listening hint, and the last guard against raw control and
  * bidi characters from any source.
  */
+import { Writable } from 'node:stream';
 import { describe, expect, test } from 'vitest';
 import type { FerryEvent } from '../../src/events.js';
 import { Output } from '../../src/output/index.js';
@@ -172,6 +173,7 @@ describe('--json', () => {
       { event: 'error', code: 'ERR_IO', message: NASTY, exitCode: 1, name: NASTY },
     ];
     events.forEach(output.handle);
+    output.stop();
     const written = lines(stdout);
     expect(written).toHaveLength(events.length);
     for (const [i, line] of written.entries()) {
@@ -182,6 +184,38 @@ describe('--json', () => {
     // The error is also one human line on stderr, guarded the same way; no bar is drawn with --json.
     expect(lines(stderr)).toHaveLength(1);
     expect(lines(stderr)[0]).not.toMatch(RAW);
+  });
+});
+
+describe('--json writes', () => {
+  /** Counts the writes that reach the file descriptor's side of the stream. */
+  class CountingOut extends Writable {
+    writes = 0;
+    text = '';
+    override _writev(chunks: Array<{ chunk: Buffer }>, callback: () => void): void {
+      this.writes++;
+      for (const { chunk } of chunks) this.text += chunk.toString('utf8');
+      callback();
+    }
+    override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+      this.writes++;
+      this.text += chunk.toString('utf8');
+      callback();
+    }
+  }
+
+  test("the lines of one turn of the event loop go out in one write, by the next turn, in order", async () => {
+    const out = new CountingOut();
+    const output = new Output({ json: true, quiet: false, bars: false, out, err: new FakeTty({ tty: false }) });
+    for (let i = 0; i < 100; i++) output.handle({ event: 'received', name: `f${i}`, path: `/in/f${i}`, bytes: 1, resumedFrom: 0, seconds: 0, peer: 'p', hash: { algorithm: 'blake3', digest: 'ff' } });
+    expect(out.writes).toBe(0);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(out.writes).toBe(1);
+    const names = out.text.trim().split('\n').map((line) => (JSON.parse(line) as { name: string }).name);
+    expect(names).toEqual(Array.from({ length: 100 }, (_, i) => `f${i}`));
+    output.handle({ event: 'listening', host: 'h', port: 1 });
+    output.stop();
+    expect(out.writes).toBe(2);
   });
 });
 

@@ -78,6 +78,8 @@ describe('the receiver', () => {
   test('--json: every received event, every field, however many', () => {
     const { output, screen } = terminal({ json: true, columns: 1000 });
     for (let i = 1; i <= 150; i++) output.handle(received(i));
+    // Held for one write until the next turn of the event loop, or stop().
+    output.stop();
     const events = screen().map((line) => JSON.parse(line) as ReceivedEvent);
     expect(events).toHaveLength(150);
     expect(events[149]).toEqual(received(150));
