@@ -588,6 +588,23 @@ function start(argv) {
   const proc = { child, output: '', exitCode: undefined, error: null };
   const keep = (d) => (proc.output = (proc.output + d.toString()).slice(-4000));
   child.stdout.on('data', keep);
+  // --port-from-json: the port is the one the receiver says it listens on, in a JSON line {"event":"listening","port":N}.
+  let lines = '';
+  proc.listening = new Promise((r) => {
+    child.stdout.on('data', (d) => {
+      lines += d.toString();
+      for (let at = lines.indexOf('\n'); at >= 0; at = lines.indexOf('\n')) {
+        const line = lines.slice(0, at);
+        lines = lines.slice(at + 1);
+        try {
+          const e = JSON.parse(line);
+          if (e?.event === 'listening' && Number.isInteger(e.port) && e.port > 0) r(e.port);
+        } catch {
+          // Not JSON: not the line looked for.
+        }
+      }
+    });
+  });
   child.stderr.on('data', keep);
   proc.exited = new Promise((r) => {
     child.on('error', (err) => ((proc.error = err), (proc.exitCode = null), r(null)));
@@ -614,6 +631,16 @@ async function stop(proc) {
 }
 
 /** A port that was free: bound on port 0, read, released (the receiver under test binds it next). */
+/** The port of the receiver's `listening` line, bounded by `ms` and by its exit. */
+async function listeningPort(proc, ms) {
+  let timer;
+  const port = await Promise.race([proc.listening, proc.exited.then(() => null), new Promise((r) => (timer = setTimeout(() => r(undefined), ms)))]);
+  clearTimeout(timer);
+  if (port === null) fail(`the receiver exited (${proc.error?.message ?? proc.exitCode}) before it listened: ${tail(proc.output)}`);
+  if (port === undefined) fail(`the receiver printed no {"event":"listening","port":N} line within ${ms} ms: ${tail(proc.output)}`);
+  return port;
+}
+
 async function freePort(host) {
   const srv = createServer();
   await new Promise((r, j) => (srv.once('error', j), srv.listen(0, host, r)));
@@ -711,9 +738,10 @@ async function receiverCase(c, opts) {
     for (const conn of c.connections ?? [{ steps: c.steps }]) {
       // A receiver that exited after the previous session (--once) is started again on the same folder.
       if (!proc || proc.exitCode !== undefined) {
-        const port = await freePort(opts.host);
+        // A free port found here may be taken by another process before the receiver binds it; --port-from-json has none of that race.
+        const port = opts.portFromJson ? 0 : await freePort(opts.host);
         proc = start(command(opts.receiver, { port, dir, host: opts.host }));
-        proc.port = port;
+        proc.port = opts.portFromJson ? await listeningPort(proc, opts.startMs) : port;
       }
       const socket = await connectWhenUp(opts.host, proc.port, proc, opts.startMs);
       const wire = new Wire(socket, opts.waitMs);
@@ -831,6 +859,7 @@ function parseArgs(argv) {
     startMs: 10000,
     exitMs: 5000,
     jobs: 3,
+    portFromJson: false,
     verbose: false,
     json: false,
   };
@@ -845,12 +874,13 @@ function parseArgs(argv) {
     else if (a === '--wait-ms') opts.waitMs = Number(value());
     else if (a === '--exit-ms') opts.exitMs = Number(value());
     else if (a === '--jobs') opts.jobs = Number(value());
+    else if (a === '--port-from-json') opts.portFromJson = true;
     else if (a === '--verbose') opts.verbose = true;
     else if (a === '--json') opts.json = true;
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
         'usage: node scripts/conformance.mjs [--receiver CMD] [--sender CMD] [--only NAME]... [--cases DIR]\n' +
-          '       [--host 127.0.0.1] [--wait-ms 5000] [--exit-ms 5000] [--jobs 3] [--verbose] [--json]\n' +
+          '       [--host 127.0.0.1] [--wait-ms 5000] [--exit-ms 5000] [--jobs 3] [--port-from-json] [--verbose] [--json]\n' +
           'CMD placeholders: receiver {port} {dir} {host}; sender {files} {port} {host}. See docs/conformance.md.\n',
       );
       process.exit(0);

@@ -44,7 +44,8 @@ interface KitRun {
 /** Runs the kit for one role; the kit bounds every wait itself, the timer here only guards against a hung kit. */
 function runKit(role: keyof typeof ROLES, ms: number): Promise<KitRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [KIT, `--${role}`, ROLES[role]], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    // ferry's receiver prints its port (--json), so the kit need not pick a free one another test could take first.
+    const child = spawn(process.execPath, [KIT, `--${role}`, ROLES[role], ...(role === 'receiver' ? ['--port-from-json'] : [])], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
