@@ -22,6 +22,7 @@ import {
   nameplateLine,
   parseRelayRequest,
   roomToken,
+  type RelayRequest,
 } from './wire.js';
 
 /** A refused connection may linger this long, reading and dropping, so its answer is not lost to a reset. */
@@ -109,67 +110,164 @@ class Client {
 
 /** Starts a relay; resolves once it is listening. */
 export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
-  const limits: RelayLimits = { ...RELAY_LIMITS, ...options.limits };
-  const emit = rateLimitedLog(options.onEvent ?? (() => {}));
-  const budget = new SourceBudget(limits);
-  const now = options.now ?? (() => performance.now());
-  const rooms = new Rooms<Client>(limits.graceMs, now);
-  const pairs = new Set<Pair>();
-  const sockets = new Set<Socket>();
-  let peakBuffered = 0;
-  let closing = false;
+  const relay = new RelayServer(options);
+  await relay.listen(options.host, options.port ?? RELAY_DEFAULT_PORT);
+  return relay;
+}
 
+/** One relay: its connections from the first byte to the last, its rooms, its pairs. */
+class RelayServer implements Relay {
+  host = '';
+  port = 0;
+  private readonly limits: RelayLimits;
+  private readonly emit: RelayEventListener;
+  private readonly budget: SourceBudget;
+  private readonly now: Clock;
+  private readonly rooms: Rooms<Client>;
+  private readonly pairs = new Set<Pair>();
+  private readonly sockets = new Set<Socket>();
   /** Connections that have not sent their line yet, oldest first: the ones closed to make room. */
-  const silent = new Set<Client>();
-  const freeSlot = (client: Client): void => {
-    silent.delete(client);
-    if (client.holdsSlot) budget.release(client.source);
-    client.holdsSlot = false;
-  };
+  private readonly silent = new Set<Client>();
+  private readonly server: Server;
+  private readonly signal: AbortSignal | undefined;
+  private readonly onAbort = (): void => void this.close();
+  private peakBuffered = 0;
+  private closing = false;
+  private closed: Promise<void> | undefined;
 
-  /**
-   * Makes room for a newcomer from `source` when its limit is full, as the
-   * receiver's admission does: closes the oldest connection that has sent
-   * no line yet, of the same source when the source is full, else of the
-   * source holding the most. Connections that sent their line are never
-   * closed for another.
-   */
-  const evict = (source: string, refused: 'per-source' | 'total'): boolean => {
-    let victim: Client | undefined;
-    let most = 0;
-    for (const c of silent) {
-      if (refused === 'per-source' && c.source !== source) continue;
-      const held = budget.held(c.source);
-      if (held > most) [victim, most] = [c, held];
-      if (refused === 'per-source') break;
+  constructor(options: RelayOptions) {
+    this.limits = { ...RELAY_LIMITS, ...options.limits };
+    this.emit = rateLimitedLog(options.onEvent ?? (() => {}));
+    this.budget = new SourceBudget(this.limits);
+    this.now = options.now ?? (() => performance.now());
+    this.rooms = new Rooms<Client>(this.limits.graceMs, this.now);
+    this.signal = options.signal;
+    this.server = createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    this.server.maxConnections = this.limits.total + BACKSTOP_SLACK;
+    this.server.on('error', () => {});
+  }
+
+  async listen(host: string | undefined, port: number): Promise<void> {
+    const address = await listen(this.server, host, port);
+    this.host = address.host;
+    this.port = address.port;
+    this.signal?.addEventListener('abort', this.onAbort, { once: true });
+    if (this.signal?.aborted) this.onAbort();
+    this.emit({ event: 'listening', host: address.host, port: address.port });
+  }
+
+  stats(): RelayStats {
+    let buffered = 0;
+    let stalled = 0;
+    let throttled = 0;
+    let peak = this.peakBuffered;
+    for (const pair of this.pairs) {
+      buffered += pair.buffered;
+      stalled += pair.stalled;
+      throttled += pair.throttled;
+      peak = Math.max(peak, pair.peakBuffered);
     }
-    if (victim === undefined) return false;
-    const why = refused === 'per-source' ? `${limits.perSource} per source` : `${limits.total} in all`;
-    refuse(victim.socket, RELAY_BUSY, 'evicted', victim.source, `closed to make room (${why}): it had sent no request`, victim);
-    freeSlot(victim);
-    victim.socket.destroy();
-    return true;
-  };
+    return { connections: this.budget.size, waiting: this.rooms.waiting, pairs: this.pairs.size, stalled, throttled, buffered, peakBuffered: peak };
+  }
 
-  const refuse = (socket: Socket, answer: string | null, reason: RefusalReason, source: string, message: string, client?: Client): void => {
-    if (client) {
-      silent.delete(client);
-      client.state = State.Done;
+  close(): Promise<void> {
+    this.closed ??= new Promise<void>((resolve) => {
+      this.closing = true;
+      this.signal?.removeEventListener('abort', this.onAbort);
+      this.server.close(() => resolve());
+      for (const pair of this.pairs) pair.close();
+      for (const socket of this.sockets) socket.destroy();
+    });
+    return this.closed;
+  }
+
+  private accept(socket: Socket): void {
+    const { limits } = this;
+    this.sockets.add(socket);
+    socket.on('error', () => {});
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    let { source, refused } = this.budget.admit(socket.remoteAddress);
+    if (refused !== undefined && this.evict(source, refused)) ({ source, refused } = this.budget.admit(socket.remoteAddress));
+    if (refused !== undefined) {
+      socket.on('close', () => this.sockets.delete(socket));
+      const held = refused === 'per-source' ? `${source} already holds ${limits.perSource} connections` : `all ${limits.total} connections are taken`;
+      return this.refuse(socket, RELAY_BUSY, refused, source, held);
+    }
+    const client = new Client(socket, source);
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, KEEPALIVE_MS);
+    this.silent.add(client);
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      this.freeSlot(client);
       client.clearTimer();
-      if (client.token !== '') rooms.leave(client.token, client);
+      // A paired client leaves its room when its pair ends.
+      if (client.state === State.Waiting) this.rooms.leave(client.token, client);
+      if (client.state !== State.Paired) client.state = State.Done;
+    });
+    // Before pairing a FIN means the client is gone (the transit relay reads it so too): nothing is left to wait for.
+    socket.on('end', () => {
+      if (client.state === State.Line || client.state === State.Waiting) socket.destroy();
+    });
+    client.listener = this.lineReader(client);
+    socket.on('data', client.listener);
+    client.timer = setTimeout(() => this.refuse(socket, RELAY_BAD, 'slow-line', source, `sent no request within ${limits.lineMs / 1000} s`, client), limits.lineMs);
+  }
+
+  /** Reads the request line; any byte beyond it before pairing is impatience. */
+  private lineReader(client: Client): (chunk: Buffer) => void {
+    let line = Buffer.alloc(0);
+    return (chunk) => {
+      const { socket, source } = client;
+      if (client.state === State.Waiting) return this.refuse(socket, RELAY_IMPATIENT, 'impatient', source, 'sent bytes before its partner came', client);
+      line = Buffer.concat([line, chunk]);
+      const newline = line.indexOf(0x0a);
+      if (newline === -1 || newline + 1 > RELAY_MAX_LINE) {
+        if (line.length >= RELAY_MAX_LINE) this.refuse(socket, RELAY_BAD, 'long-line', source, `no newline within ${RELAY_MAX_LINE} bytes`, client);
+        return;
+      }
+      const request = parseRelayRequest(line.subarray(0, newline + 1).toString('latin1'));
+      if (request === null) return this.refuse(socket, RELAY_BAD, 'bad-handshake', source, 'sent no relay request', client);
+      if (line.length > newline + 1) return this.refuse(socket, RELAY_IMPATIENT, 'impatient', source, 'sent bytes after its request', client);
+      this.silent.delete(client);
+      client.clearTimer();
+      this.enter(client, request);
+    };
+  }
+
+  /** A valid request: allocate if asked, then into the room. */
+  private enter(client: Client, request: RelayRequest): void {
+    const { socket, source } = client;
+    const { limits, rooms } = this;
+    let token: string;
+    if (request.kind === 'allocate') {
+      if (rooms.waiting >= limits.waiting) return this.refuse(socket, RELAY_BUSY, 'waiting', source, `all ${limits.waiting} waiting places are taken`, client);
+      const n = rooms.allocate();
+      if (n === null) return this.refuse(socket, RELAY_BUSY, 'no-nameplate', source, 'every nameplate is held', client);
+      socket.write(nameplateLine(n));
+      token = roomToken(n);
+    } else {
+      token = request.token;
+      if (rooms.waiting >= limits.waiting && !rooms.wouldPair(token, request.side)) {
+        return this.refuse(socket, RELAY_BUSY, 'waiting', source, `all ${limits.waiting} waiting places are taken`, client);
+      }
     }
-    emit({ event: 'refused', reason, source, ...(client?.token ? { room: roomLabel(client.token) } : {}), message: `${source}: ${message}` });
-    socket.removeAllListeners('data');
-    socket.resume();
-    if (answer === null) socket.end();
-    else socket.end(answer);
-    setTimeout(() => socket.destroy(), LINGER_MS).unref();
-  };
+    client.side = request.side;
+    client.token = token;
+    client.state = State.Waiting;
+    const partner = rooms.join(token, client);
+    if (partner !== null) return this.pairUp(partner, client);
+    client.timer = setTimeout(() => this.refuse(socket, null, 'wait-timeout', source, `no partner within ${limits.waitMs / 1000} s`, client), limits.waitMs);
+  }
 
   /** `a` waited in the room, `b` just came. */
-  const pairUp = (a: Client, b: Client): void => {
+  private pairUp(a: Client, b: Client): void {
+    const { limits } = this;
     const token = a.token;
-    const nameplate = rooms.nameplateOf(token);
+    const nameplate = this.rooms.nameplateOf(token);
     const tag = { room: roomLabel(token), ...(nameplate === undefined ? {} : { nameplate }) };
     for (const c of [a, b]) {
       c.state = State.Paired;
@@ -178,138 +276,64 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
       c.socket.write(RELAY_OK);
     }
     const started = performance.now();
-    const pair = new Pair(a.socket, b.socket, { idleMs: limits.pairIdleMs, bytes: limits.pairBytes, rate: limits.pairRate, now }, (how: PairEnd) => {
-      pairs.delete(pair);
-      peakBuffered = Math.max(peakBuffered, pair.peakBuffered);
+    const pair = new Pair(a.socket, b.socket, { idleMs: limits.pairIdleMs, bytes: limits.pairBytes, rate: limits.pairRate, now: this.now }, (how: PairEnd) => {
+      this.pairs.delete(pair);
+      this.peakBuffered = Math.max(this.peakBuffered, pair.peakBuffered);
       for (const c of [a, b]) {
         c.state = State.Done;
-        rooms.leave(token, c);
+        this.rooms.leave(token, c);
       }
       const seconds = (performance.now() - started) / 1000;
-      emit({ event: 'unpaired', ...tag, bytes: pair.bytes, seconds, reason: how, message: `room ${tag.room}: ${pair.bytes} bytes in ${seconds.toFixed(1)} s, ${how}` });
+      this.emit({ event: 'unpaired', ...tag, bytes: pair.bytes, seconds, reason: how, message: `room ${tag.room}: ${pair.bytes} bytes in ${seconds.toFixed(1)} s, ${how}` });
     });
-    pairs.add(pair);
+    this.pairs.add(pair);
     const waitedSeconds = (started - Math.min(a.since, b.since)) / 1000;
-    emit({ event: 'paired', ...tag, sources: [a.source, b.source], waitedSeconds, message: `room ${tag.room}: paired ${a.source} (waiting) with ${b.source}` });
-  };
+    this.emit({ event: 'paired', ...tag, sources: [a.source, b.source], waitedSeconds, message: `room ${tag.room}: paired ${a.source} (waiting) with ${b.source}` });
+  }
 
-  /** A valid request: allocate if asked, then into the room. */
-  const enter = (client: Client, request: NonNullable<ReturnType<typeof parseRelayRequest>>): void => {
-    const { socket, source } = client;
-    let token: string;
-    if (request.kind === 'allocate') {
-      if (rooms.waiting >= limits.waiting) return refuse(socket, RELAY_BUSY, 'waiting', source, `all ${limits.waiting} waiting places are taken`, client);
-      const n = rooms.allocate();
-      if (n === null) return refuse(socket, RELAY_BUSY, 'no-nameplate', source, 'every nameplate is held', client);
-      socket.write(nameplateLine(n));
-      token = roomToken(n);
-    } else {
-      token = request.token;
-      if (rooms.waiting >= limits.waiting && !rooms.wouldPair(token, request.side)) {
-        return refuse(socket, RELAY_BUSY, 'waiting', source, `all ${limits.waiting} waiting places are taken`, client);
-      }
-    }
-    client.side = request.side;
-    client.token = token;
-    client.state = State.Waiting;
-    const partner = rooms.join(token, client);
-    if (partner !== null) return pairUp(partner, client);
-    client.timer = setTimeout(() => refuse(socket, null, 'wait-timeout', source, `no partner within ${limits.waitMs / 1000} s`, client), limits.waitMs);
-  };
-
-  const onData = (client: Client): ((chunk: Buffer) => void) => {
-    let line = Buffer.alloc(0);
-    return (chunk) => {
-      const { socket, source } = client;
-      if (client.state === State.Waiting) return refuse(socket, RELAY_IMPATIENT, 'impatient', source, 'sent bytes before its partner came', client);
-      line = Buffer.concat([line, chunk]);
-      const newline = line.indexOf(0x0a);
-      if (newline === -1 || newline + 1 > RELAY_MAX_LINE) {
-        if (line.length >= RELAY_MAX_LINE) refuse(socket, RELAY_BAD, 'long-line', source, `no newline within ${RELAY_MAX_LINE} bytes`, client);
-        return;
-      }
-      const request = parseRelayRequest(line.subarray(0, newline + 1).toString('latin1'));
-      if (request === null) return refuse(socket, RELAY_BAD, 'bad-handshake', source, 'sent no relay request', client);
-      if (line.length > newline + 1) return refuse(socket, RELAY_IMPATIENT, 'impatient', source, 'sent bytes after its request', client);
-      silent.delete(client);
+  /** Answers (or just closes), logs, and lets the socket linger so the answer is not lost to a reset. */
+  private refuse(socket: Socket, answer: string | null, reason: RefusalReason, source: string, message: string, client?: Client): void {
+    if (client) {
+      this.silent.delete(client);
+      client.state = State.Done;
       client.clearTimer();
-      enter(client, request);
-    };
-  };
-
-  const accept = (socket: Socket): void => {
-    sockets.add(socket);
-    socket.on('error', () => {});
-    if (closing) {
-      socket.destroy();
-      return;
+      if (client.token !== '') this.rooms.leave(client.token, client);
     }
-    let { source, refused } = budget.admit(socket.remoteAddress);
-    if (refused !== undefined && evict(source, refused)) ({ source, refused } = budget.admit(socket.remoteAddress));
-    if (refused !== undefined) {
-      socket.on('close', () => sockets.delete(socket));
-      const held = refused === 'per-source' ? `${source} already holds ${limits.perSource} connections` : `all ${limits.total} connections are taken`;
-      return refuse(socket, RELAY_BUSY, refused, source, held);
+    this.emit({ event: 'refused', reason, source, ...(client?.token ? { room: roomLabel(client.token) } : {}), message: `${source}: ${message}` });
+    socket.removeAllListeners('data');
+    socket.resume();
+    if (answer === null) socket.end();
+    else socket.end(answer);
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  }
+
+  /**
+   * Makes room for a newcomer from `source` when its limit is full, as the
+   * receiver's admission does: closes the oldest connection that has sent
+   * no line yet, of the same source when the source is full, else of the
+   * source holding the most. Connections that sent their line are never
+   * closed for another.
+   */
+  private evict(source: string, refused: 'per-source' | 'total'): boolean {
+    let victim: Client | undefined;
+    let most = 0;
+    for (const c of this.silent) {
+      if (refused === 'per-source' && c.source !== source) continue;
+      const held = this.budget.held(c.source);
+      if (held > most) [victim, most] = [c, held];
+      if (refused === 'per-source') break;
     }
-    const client = new Client(socket, source);
-    socket.setNoDelay(true);
-    socket.setKeepAlive(true, KEEPALIVE_MS);
-    silent.add(client);
-    socket.on('close', () => {
-      sockets.delete(socket);
-      freeSlot(client);
-      client.clearTimer();
-      // A paired client leaves its room when its pair ends.
-      if (client.state === State.Waiting) rooms.leave(client.token, client);
-      if (client.state !== State.Paired) client.state = State.Done;
-    });
-    // Before pairing a FIN means the client is gone (the transit relay reads it so too): nothing is left to wait for.
-    socket.on('end', () => {
-      if (client.state === State.Line || client.state === State.Waiting) socket.destroy();
-    });
-    client.listener = onData(client);
-    socket.on('data', client.listener);
-    client.timer = setTimeout(() => refuse(socket, RELAY_BAD, 'slow-line', source, `sent no request within ${limits.lineMs / 1000} s`, client), limits.lineMs);
-  };
+    if (victim === undefined) return false;
+    const why = refused === 'per-source' ? `${this.limits.perSource} per source` : `${this.limits.total} in all`;
+    this.refuse(victim.socket, RELAY_BUSY, 'evicted', victim.source, `closed to make room (${why}): it had sent no request`, victim);
+    this.freeSlot(victim);
+    victim.socket.destroy();
+    return true;
+  }
 
-  const server: Server = createServer({ allowHalfOpen: true }, accept);
-  server.maxConnections = limits.total + BACKSTOP_SLACK;
-  server.on('error', () => {});
-  const address = await listen(server, options.host, options.port ?? RELAY_DEFAULT_PORT);
-
-  let closed: Promise<void> | undefined;
-  const close = (): Promise<void> => {
-    closed ??= new Promise<void>((resolve) => {
-      closing = true;
-      options.signal?.removeEventListener('abort', onAbort);
-      server.close(() => resolve());
-      for (const pair of pairs) pair.close();
-      for (const socket of sockets) socket.destroy();
-    });
-    return closed;
-  };
-  const onAbort = (): void => void close();
-  options.signal?.addEventListener('abort', onAbort, { once: true });
-  if (options.signal?.aborted) onAbort();
-  emit({ event: 'listening', host: address.host, port: address.port });
-
-  return {
-    host: address.host,
-    port: address.port,
-    stats: () => {
-      let buffered = 0;
-      let stalled = 0;
-      let throttled = 0;
-      let peak = peakBuffered;
-      for (const pair of pairs) {
-        buffered += pair.buffered;
-        stalled += pair.stalled;
-        throttled += pair.throttled;
-        peak = Math.max(peak, pair.peakBuffered);
-      }
-      return { connections: budget.size, waiting: rooms.waiting, pairs: pairs.size, stalled, throttled, buffered, peakBuffered: peak };
-    },
-    close,
-  };
+  private freeSlot(client: Client): void {
+    this.silent.delete(client);
+    if (client.holdsSlot) this.budget.release(client.source);
+    client.holdsSlot = false;
+  }
 }
-
