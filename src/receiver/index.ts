@@ -146,23 +146,7 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   const { emit, totals } = counting(userEmit);
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const relay = options.relay ? { host: options.relay.host, port: options.relay.port ?? RELAY_DEFAULT_PORT, timeoutMs, signal: options.signal } : undefined;
-  // Receiver first at a relay: the room comes first, for its number is the code's.
-  const seat = relay && options.code === undefined ? await Seat.allocate(relay, RECEIVER_SIDE) : undefined;
-  let guard: CodeGuard | undefined;
-  try {
-    guard = codeGuard(options, seat?.nameplate);
-  } catch (err) {
-    seat?.leave();
-    throw err;
-  }
-  // Opened once: everything below it is reached from this descriptor (target.ts).
-  let target: TargetDir;
-  try {
-    target = TargetDir.open(dir);
-  } catch (err) {
-    seat?.leave();
-    throw err;
-  }
+  const { seat, guard, target } = await prepare(options, relay, dir);
   // Kept partial files too old to resume (PARTIAL_MAX_AGE_MS), at start and then hourly; in the background.
   const sweeper = options.stdout ? null : startSweeping(target, SWEEP_DIRS);
   let closing: FerryError | null = null;
@@ -257,15 +241,9 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
   }
   options.signal?.addEventListener('abort', onAbort, { once: true });
   if (options.signal?.aborted) onAbort();
-  const secret = guard ? { code: guard.code } : { insecure: true as const };
   const where = source.where;
-  // Only with a code, and only where it listens: an --insecure sender cannot tell its receiver from anyone else who announces.
-  if (options.announce && guard && !closing && !fetching && !('relay' in where)) {
-    announcer = startAnnouncing({ port: where.port, host: where.host, udpPort: options.announcePort });
-  }
   // A fetch waits for nobody new: its sender printed the code, and is dialled or met in its room.
-  if (!fetching && 'relay' in where) emit({ event: 'listening', relay: where.relay, ...secret, side: 'receive' });
-  else if (!fetching && !('relay' in where)) emit({ event: 'listening', host: where.host, port: where.port, ...secret, ...(announcer ? { announcing: true as const } : {}) });
+  if (!fetching) announcer = sayWhere(where, guard, options, emit, closing !== null);
 
   return {
     host: 'relay' in where ? relay!.host : where.host,
@@ -274,6 +252,44 @@ export async function receive(options: ReceiveOptions = {}): Promise<Receiver> {
     done,
     close: (reason?: FerryError) => shutdown(reason ?? null, reason ? exitCodeOf(reason.code) : 0),
   };
+}
+
+/**
+ * What comes before the first connection: at a relay with no code, the room
+ * (its number begins the code); the code's guard; the target folder, opened
+ * once, everything below it reached from its descriptor (target.ts). A
+ * failure leaves the room.
+ */
+async function prepare(
+  options: ReceiveOptions,
+  relay: RelayOptions | undefined,
+  dir: string,
+): Promise<{ seat: Seat | undefined; guard: CodeGuard | undefined; target: TargetDir }> {
+  const seat = relay && options.code === undefined ? await Seat.allocate(relay, RECEIVER_SIDE) : undefined;
+  try {
+    const guard = codeGuard(options, seat?.nameplate);
+    return { seat, guard, target: TargetDir.open(dir) };
+  } catch (err) {
+    seat?.leave();
+    throw err;
+  }
+}
+
+/**
+ * The `listening` event: the relay, or the address with the LAN announcer
+ * started there (only with a code, and only where it listens: an
+ * --insecure sender cannot tell its receiver from anyone else who
+ * announces). Returns the announcer, if any.
+ */
+function sayWhere(where: SessionSource['where'], guard: CodeGuard | undefined, options: ReceiveOptions, emit: EventListener, closing: boolean): Announcer | null {
+  const secret = guard ? { code: guard.code } : { insecure: true as const };
+  if ('relay' in where) {
+    emit({ event: 'listening', relay: where.relay, ...secret, side: 'receive' });
+    return null;
+  }
+  const announcer = options.announce && guard && !closing ? startAnnouncing({ port: where.port, host: where.host, udpPort: options.announcePort }) : null;
+  emit({ event: 'listening', host: where.host, port: where.port, ...secret, ...(announcer ? { announcing: true as const } : {}) });
+  return announcer;
 }
 
 /** The receiver's modes do not mix: a port of its own, a relay, or a sender to dial. */
