@@ -8,6 +8,18 @@
  */
 import { FerryError } from './protocol/errors.js';
 
+/** The longest pause of a doubling backoff: a peer that stays away costs a connect every 16 s. */
+export const MAX_BACKOFF_MS = 16_000;
+
+/**
+ * The pause before try `step + 1` (0-based) of a doubling backoff from
+ * `firstMs`, capped at MAX_BACKOFF_MS: a sender's retries (sender/retry.ts)
+ * and a relay client's re-dials (relay/client.ts).
+ */
+export function backoffMs(step: number, firstMs: number): number {
+  return Math.min(firstMs * 2 ** step, MAX_BACKOFF_MS);
+}
+
 export interface DeadlineHooks {
   /** Ends the connection. */
   expire(err: FerryError): void;

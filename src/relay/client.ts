@@ -10,6 +10,7 @@
  */
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffMs } from '../deadlines.js';
 import { FerryError, abortError } from '../protocol/errors.js';
 import { dial } from '../sender/dial.js';
 import { RELAY_BAD, RELAY_MAX_LINE, RELAY_OK, allocateLine, parseNameplate, randomNameplate, relayLine, roomToken } from './wire.js';
@@ -42,7 +43,6 @@ const KEEPALIVE_MS = 30_000;
  * connect attempt every 16 s.
  */
 export const REDIAL_FIRST_MS = 1000;
-export const REDIAL_MAX_MS = 16_000;
 /**
  * A receiver that cannot reach its relay for this long gives up (ERR_CONNECT
  * or the relay's error): as long as a relay keeps a nameplate held after the
@@ -51,7 +51,7 @@ export const REDIAL_MAX_MS = 16_000;
 export const RELAY_GIVE_UP_MS = 10 * 60_000;
 
 export function redialDelayMs(failures: number): number {
-  return Math.min(REDIAL_FIRST_MS * 2 ** Math.max(0, failures - 1), REDIAL_MAX_MS);
+  return backoffMs(Math.max(0, failures - 1), REDIAL_FIRST_MS);
 }
 
 /** A connection sitting in a room of the relay, not yet paired. */

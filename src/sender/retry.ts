@@ -6,6 +6,7 @@
  * receiver never reached is no broken connection, and is not retried.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffMs } from '../deadlines.js';
 import { abortError, type ErrorCode, type FerryError } from '../protocol/errors.js';
 import { runAttempt, type AttemptFailure, type SendContext } from './attempt.js';
 import { untilReached } from './wait.js';
@@ -13,7 +14,6 @@ import type { Entry } from './walk.js';
 
 /** A connection may fail in these ways and work the next time. */
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['ERR_CONNECT', 'ERR_CONNECTION_LOST', 'ERR_TIMEOUT', 'ERR_TRUNCATED', 'ERR_BUSY']);
-const MAX_RETRY_DELAY_MS = 16_000;
 
 export interface RetryPolicy {
   /** New connections after a broken one. */
@@ -22,11 +22,6 @@ export interface RetryPolicy {
   firstDelayMs: number;
   /** --wait: how long to keep trying to reach the receiver the first time (0: fail at once). */
   waitMs: number;
-}
-
-/** The pause before retry `attempt + 1` (0-based `attempt`). */
-export function retryDelayMs(attempt: number, firstDelayMs: number): number {
-  return Math.min(firstDelayMs * 2 ** attempt, MAX_RETRY_DELAY_MS);
 }
 
 /** True when a failed attempt is worth another connection. */
@@ -50,7 +45,7 @@ export async function sendWithRetries(entries: readonly Entry[], ctx: SendContex
     if (!reached) return failure;
     const { error } = failure;
     if (attempt >= policy.retries || !retryable(error, todo, ctx.signal)) return failure;
-    const delayMs = retryDelayMs(attempt, policy.firstDelayMs);
+    const delayMs = backoffMs(attempt, policy.firstDelayMs);
     ctx.emit({ event: 'retry', attempt: attempt + 1, of: policy.retries, delaySeconds: delayMs / 1000, code: error.code, message: error.message });
     try {
       await sleep(delayMs, undefined, { signal: ctx.signal });
